@@ -1,0 +1,2 @@
+//! Placeholder: the mock AI provider lands in the next commit.
+fn main() {}
