@@ -1,0 +1,128 @@
+//! The metrics the filter records, behind a small trait so the core stays host-independent.
+//!
+//! The adapter implements [`MetricsSink`] with Envoy stats (ids defined once at configure
+//! time); tests implement it with a recorder. Labels travel inside the stat name as
+//! `name=.=value;.;` segments, which Envoy's `stats_tags` (or Istio's `extraStatTags`) turn
+//! into Prometheus labels: see [`stat_name`].
+
+use crate::breaker::{StateKind, Transition};
+use crate::classifier::{FailureReason, Outcome};
+use crate::config::UpstreamId;
+
+/// Every metric the filter defines, as it appears in `/stats/prometheus`.
+pub const METRIC_NAMES: &[&str] = &[
+    "circuit_breaker_state",
+    "circuit_breaker_requests",
+    "circuit_breaker_failures",
+    "circuit_breaker_rejected",
+    "circuit_breaker_fallbacks",
+    "circuit_breaker_transitions",
+    "circuit_breaker_all_open",
+    "circuit_breaker_probes",
+    "circuit_breaker_open_duration_ms",
+    "circuit_breaker_failovers",
+    "circuit_breaker_alerts",
+];
+
+/// Every label the filter's metrics carry.
+pub const LABEL_NAMES: &[&str] = &["upstream", "outcome", "reason", "from", "to", "result"];
+
+/// Result of an in-request failover attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailoverResult {
+    Success,
+    Failure,
+    Skipped,
+}
+
+impl FailoverResult {
+    pub const ALL: [FailoverResult; 3] = [
+        FailoverResult::Success,
+        FailoverResult::Failure,
+        FailoverResult::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverResult::Success => "success",
+            FailoverResult::Failure => "failure",
+            FailoverResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// Result of an alert webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertResult {
+    Sent,
+    Failed,
+    Suppressed,
+}
+
+impl AlertResult {
+    pub const ALL: [AlertResult; 3] = [
+        AlertResult::Sent,
+        AlertResult::Failed,
+        AlertResult::Suppressed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertResult::Sent => "sent",
+            AlertResult::Failed => "failed",
+            AlertResult::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// Where the filter's measurements go.
+pub trait MetricsSink {
+    fn state(&mut self, upstream: UpstreamId, state: StateKind);
+    fn request(&mut self, upstream: UpstreamId, outcome: &Outcome);
+    fn failure(&mut self, upstream: UpstreamId, reason: FailureReason);
+    fn rejected(&mut self, upstream: UpstreamId);
+    fn fallback(&mut self, from: UpstreamId, to: UpstreamId);
+    fn transition(&mut self, upstream: UpstreamId, from: StateKind, to: StateKind);
+    fn all_open(&mut self);
+    fn probe(&mut self, upstream: UpstreamId, success: bool);
+    fn open_duration(&mut self, upstream: UpstreamId, ms: u64);
+    fn failover(&mut self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
+    fn alert(&mut self, result: AlertResult);
+}
+
+/// Records a finished call: the request counter, and the failure counter when it failed.
+pub fn record_outcome(sink: &mut dyn MetricsSink, upstream: UpstreamId, outcome: &Outcome) {
+    sink.request(upstream, outcome);
+    if let Outcome::Failure { reason, .. } = outcome {
+        sink.failure(upstream, *reason);
+    }
+}
+
+/// Emits everything a transition means: the counter, the state gauge and, on recovery, the
+/// outage duration.
+pub fn record_transition(sink: &mut dyn MetricsSink, upstream: UpstreamId, t: &Transition) {
+    sink.transition(upstream, t.from, t.to);
+    sink.state(upstream, t.to);
+    if let Some(ms) = t.open_duration_ms {
+        sink.open_duration(upstream, ms);
+    }
+}
+
+/// The Envoy stat name for `metric` with `labels` encoded as tag segments, e.g.
+/// `upstream=.=openai;.;circuit_breaker_state`.
+pub fn stat_name(metric: &str, labels: &[(&str, &str)]) -> String {
+    let mut name = String::with_capacity(metric.len() + 24 * labels.len());
+    for (k, v) in labels {
+        name.push_str(k);
+        name.push_str("=.=");
+        name.push_str(v);
+        name.push_str(";.;");
+    }
+    name.push_str(metric);
+    name
+}
+
+/// The `stats_config.stats_tags` regex that extracts `label` from a stat name.
+pub fn stats_tag_regex(label: &str) -> String {
+    format!("({label}=\\.=(.*?);\\.;)")
+}
