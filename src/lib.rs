@@ -7,9 +7,11 @@
 //! [`classifier`] (what counts as a failure), [`routing`] (which upstream serves),
 //! [`state_codec`] (shared-data encoding) and [`metrics`] (what is measured).
 
+pub mod alert;
 pub mod breaker;
 pub mod classifier;
 pub mod config;
+pub mod health;
 pub mod metrics;
 pub mod routing;
 pub mod state_codec;

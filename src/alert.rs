@@ -1,0 +1,165 @@
+//! Alert webhooks: which transitions are announced, the flapping guard, and the payloads.
+//!
+//! Exactly one worker performs each transition (it won the shared-data CAS), and only that
+//! worker announces it. `min_interval` is kept per breaker in shared data too ([`AlertLog`]),
+//! so the guard holds across workers. A breaker that re-opens within `min_interval` of the last
+//! announced opening stays quiet, and so does its later recovery, so operators never get a
+//! "closed" for an outage they were not told about.
+
+use serde_json::json;
+
+use crate::breaker::{StateKind, Transition};
+use crate::config::{AlertFormat, AlertOn, Alerting};
+use crate::health::format_rfc3339;
+
+/// Per-breaker alert history, stored beside the breaker state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AlertLog {
+    /// When the last "open" alert was sent.
+    pub last_open_sent_ms: Option<u64>,
+    /// Whether the current outage was announced (its "open" alert was sent).
+    pub outage_announced: bool,
+}
+
+/// What to do about one transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertDecision {
+    /// Not configured for this kind of transition.
+    NotWanted,
+    Send,
+    /// Dropped by the flapping guard; counted.
+    Suppressed,
+}
+
+fn kind_of(to: StateKind) -> AlertOn {
+    match to {
+        StateKind::Open => AlertOn::Open,
+        StateKind::HalfOpen => AlertOn::HalfOpen,
+        StateKind::Closed => AlertOn::Close,
+    }
+}
+
+impl AlertLog {
+    /// Decides whether `t` is announced, updating the log.
+    pub fn decide(&mut self, cfg: &Alerting, t: &Transition) -> AlertDecision {
+        let wanted = cfg.on.contains(&kind_of(t.to));
+        match t.to {
+            StateKind::Open if t.from == StateKind::Closed => {
+                let quiet = self
+                    .last_open_sent_ms
+                    .is_some_and(|last| t.at_ms.saturating_sub(last) < cfg.min_interval_ms);
+                if !wanted {
+                    self.outage_announced = false;
+                    return AlertDecision::NotWanted;
+                }
+                if quiet {
+                    self.outage_announced = false;
+                    return AlertDecision::Suppressed;
+                }
+                self.last_open_sent_ms = Some(t.at_ms);
+                self.outage_announced = true;
+                AlertDecision::Send
+            }
+            _ if !wanted => AlertDecision::NotWanted,
+            // Re-opens, half-opens and the final close belong to the outage: announced only
+            // when its opening was.
+            _ if self.outage_announced || !cfg.on.contains(&AlertOn::Open) => {
+                if t.to == StateKind::Closed {
+                    self.outage_announced = false;
+                }
+                AlertDecision::Send
+            }
+            _ => AlertDecision::Suppressed,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![1u8, u8::from(self.outage_announced)];
+        v.extend_from_slice(
+            &self
+                .last_open_sent_ms
+                .map_or(0, |t| t.saturating_add(1))
+                .to_le_bytes(),
+        );
+        v
+    }
+
+    /// Decodes; anything unreadable is an empty log.
+    pub fn decode(bytes: &[u8]) -> AlertLog {
+        match bytes {
+            [1, announced, rest @ ..] if rest.len() == 8 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(rest);
+                let t = u64::from_le_bytes(raw);
+                AlertLog {
+                    last_open_sent_ms: t.checked_sub(1),
+                    outage_announced: *announced == 1,
+                }
+            }
+            _ => AlertLog::default(),
+        }
+    }
+}
+
+/// Everything an alert says about a transition.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertEvent<'a> {
+    pub upstream: &'a str,
+    pub cluster: &'a str,
+    pub transition: &'a Transition,
+}
+
+/// The webhook body for `format`.
+pub fn payload(format: AlertFormat, e: &AlertEvent<'_>) -> String {
+    let t = e.transition;
+    let reason = t.cause.describe();
+    let at = format_rfc3339(t.at_ms);
+    let next_probe = t.until_ms.map(format_rfc3339);
+    match format {
+        AlertFormat::Json => json!({
+            "event": "circuit_breaker_transition",
+            "upstream": e.upstream,
+            "cluster": e.cluster,
+            "from": t.from.as_str(),
+            "to": t.to.as_str(),
+            "reason": reason,
+            "failures_in_window": t.failures_in_window,
+            "at": at,
+            "at_ms": t.at_ms,
+            "next_probe_at": next_probe,
+            "open_duration_ms": t.open_duration_ms,
+        })
+        .to_string(),
+        AlertFormat::Slack => {
+            let (emoji, color, verb) = match t.to {
+                StateKind::Open => (":red_circle:", "danger", "OPEN"),
+                StateKind::HalfOpen => (":large_yellow_circle:", "warning", "HALF-OPEN (probing)"),
+                StateKind::Closed => (":large_green_circle:", "good", "CLOSED (recovered)"),
+            };
+            let text = format!(
+                "{emoji} Circuit breaker for *{}* is {verb}: {} → {} ({reason})",
+                e.upstream,
+                t.from.as_str(),
+                t.to.as_str()
+            );
+            let mut fields = vec![
+                json!({"title": "Upstream", "value": format!("{} (cluster {})", e.upstream, e.cluster), "short": true}),
+                json!({"title": "Transition", "value": format!("{} → {}", t.from.as_str(), t.to.as_str()), "short": true}),
+                json!({"title": "Failures in window", "value": t.failures_in_window.to_string(), "short": true}),
+                json!({"title": "Reason", "value": reason, "short": true}),
+                json!({"title": "Time", "value": at, "short": false}),
+            ];
+            if let Some(n) = next_probe {
+                fields.push(json!({"title": "Next probe", "value": n, "short": false}));
+            }
+            if let Some(ms) = t.open_duration_ms {
+                fields.push(json!({"title": "Outage lasted", "value": format!("{:.1} s", ms as f64 / 1000.0), "short": true}));
+            }
+            json!({
+                "text": text,
+                "attachments": [{"color": color, "fields": fields, "ts": t.at_ms / 1000}],
+            })
+            .to_string()
+        }
+    }
+}
