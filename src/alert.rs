@@ -2,9 +2,9 @@
 //!
 //! Exactly one worker performs each transition (it won the shared-data CAS), and only that
 //! worker announces it. `min_interval` is kept per breaker in shared data too ([`AlertLog`]),
-//! so the guard holds across workers. A breaker that re-opens within `min_interval` of the last
-//! announced opening stays quiet, and so does its later recovery, so operators never get a
-//! "closed" for an outage they were not told about.
+//! so the guard holds across workers. A breaker that opens again within `min_interval` of the
+//! last announced opening stays quiet, and so does the recovery of an outage whose opening was
+//! not announced, so operators never get a "closed" for an outage they were not told about.
 
 use serde_json::json;
 
@@ -41,35 +41,43 @@ fn kind_of(to: StateKind) -> AlertOn {
 
 impl AlertLog {
     /// Decides whether `t` is announced, updating the log.
+    ///
+    /// Every opening (first or re-open) within `min_interval` of the last announced opening
+    /// is suppressed. Half-open and close alerts belong to an outage and are sent only when
+    /// that outage's opening was announced.
     pub fn decide(&mut self, cfg: &Alerting, t: &Transition) -> AlertDecision {
         let wanted = cfg.on.contains(&kind_of(t.to));
         match t.to {
-            StateKind::Open if t.from == StateKind::Closed => {
+            StateKind::Open => {
+                if t.from == StateKind::Closed {
+                    self.outage_announced = false;
+                }
                 let quiet = self
                     .last_open_sent_ms
                     .is_some_and(|last| t.at_ms.saturating_sub(last) < cfg.min_interval_ms);
                 if !wanted {
-                    self.outage_announced = false;
-                    return AlertDecision::NotWanted;
+                    AlertDecision::NotWanted
+                } else if quiet {
+                    AlertDecision::Suppressed
+                } else {
+                    self.last_open_sent_ms = Some(t.at_ms);
+                    self.outage_announced = true;
+                    AlertDecision::Send
                 }
-                if quiet {
-                    self.outage_announced = false;
-                    return AlertDecision::Suppressed;
-                }
-                self.last_open_sent_ms = Some(t.at_ms);
-                self.outage_announced = true;
-                AlertDecision::Send
             }
-            _ if !wanted => AlertDecision::NotWanted,
-            // Re-opens, half-opens and the final close belong to the outage: announced only
-            // when its opening was.
-            _ if self.outage_announced || !cfg.on.contains(&AlertOn::Open) => {
+            StateKind::HalfOpen | StateKind::Closed => {
+                let announced = self.outage_announced || !cfg.on.contains(&AlertOn::Open);
                 if t.to == StateKind::Closed {
                     self.outage_announced = false;
                 }
-                AlertDecision::Send
+                if !wanted {
+                    AlertDecision::NotWanted
+                } else if announced {
+                    AlertDecision::Send
+                } else {
+                    AlertDecision::Suppressed
+                }
             }
-            _ => AlertDecision::Suppressed,
         }
     }
 

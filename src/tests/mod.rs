@@ -2,10 +2,12 @@
 //! `wasm32-unknown-unknown` under Node through wasm-bindgen-test (`make test-wasm`): each
 //! file imports `wasm_bindgen_test as test` on wasm, so the same `#[test]` functions run there.
 
+mod alert;
 mod breaker;
 mod classifier;
 mod codec;
 mod config;
+mod health;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
 mod routing;

