@@ -76,6 +76,9 @@ lint: toolchain
 run: build envoy mock
 	python3 examples/demo/demo.py
 
+# Fragments: Istio packaging (mk/istio.mk), benchmarks (mk/bench.mk).
+-include mk/*.mk
+
 clean:
 	cargo clean
 	rm -rf $(VENV)
