@@ -79,7 +79,12 @@ impl Stack {
     }
 
     fn health(&self) -> Value {
-        let r = http("GET", &format!("{}/health/circuit-breakers", self.envoy.addr()), &[], b"");
+        let r = http(
+            "GET",
+            &format!("{}/health/circuit-breakers", self.envoy.addr()),
+            &[],
+            b"",
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     }
@@ -191,7 +196,10 @@ fn upstream_timeouts_trip_the_breaker() {
     let r = s.chat();
     assert_eq!((r.status, served_by(&r)), (200, "anthropic"));
     let h = s.health();
-    assert_eq!(h["breakers"]["openai"]["last_trip_reason"], "failure_count (timeout)");
+    assert_eq!(
+        h["breakers"]["openai"]["last_trip_reason"],
+        "failure_count (timeout)"
+    );
 }
 
 #[test]
@@ -204,14 +212,18 @@ fn refused_connections_trip_the_breaker() {
     let r = s.chat();
     assert_eq!((r.status, served_by(&r)), (200, "anthropic"));
     let h = s.health();
-    assert_eq!(h["breakers"]["openai"]["last_trip_reason"], "failure_count (connect_failure)");
+    assert_eq!(
+        h["breakers"]["openai"]["last_trip_reason"],
+        "failure_count (connect_failure)"
+    );
 }
 
 #[test]
 fn client_errors_401_and_400_never_trip_the_breaker() {
     let s = stack();
     for status in [401, 400] {
-        s.openai.set_mode(&format!(r#"{{"mode":"status","status":{status}}}"#));
+        s.openai
+            .set_mode(&format!(r#"{{"mode":"status","status":{status}}}"#));
         for _ in 0..8 {
             let r = s.chat();
             assert_eq!((r.status, served_by(&r)), (status, "openai"));
@@ -225,7 +237,8 @@ fn client_errors_401_and_400_never_trip_the_breaker() {
 #[test]
 fn rate_limit_429_trips_and_its_retry_after_stretches_the_open_time() {
     let s = stack();
-    s.openai.set_mode(r#"{"mode":"rate_limit","retry_after":20}"#);
+    s.openai
+        .set_mode(r#"{"mode":"rate_limit","retry_after":20}"#);
     for _ in 0..5 {
         assert_eq!(s.chat().status, 429);
     }
@@ -244,7 +257,8 @@ fn rate_limit_switched_off_is_not_a_failure() {
     let mut defaults = seed_defaults();
     defaults["failure_conditions"] = json!({"rate_limit": false});
     let s = stack_with(defaults, json!({}), 1);
-    s.openai.set_mode(r#"{"mode":"rate_limit","retry_after":1}"#);
+    s.openai
+        .set_mode(r#"{"mode":"rate_limit","retry_after":1}"#);
     for _ in 0..8 {
         assert_eq!(served_by(&s.chat()), "openai");
     }
@@ -302,7 +316,11 @@ fn all_open_answers_503_json_with_retry_after_and_no_upstream_call() {
         r.json(),
         json!({"error":{"message":"All AI providers are currently unavailable","type":"circuit_open","code":"circuit_open"}})
     );
-    assert_eq!((s.openai.hits(), s.anthropic.hits(), s.azure.hits()), hits, "zero upstream calls");
+    assert_eq!(
+        (s.openai.hits(), s.anthropic.hits(), s.azure.hits()),
+        hits,
+        "zero upstream calls"
+    );
     assert_eq!(s.health()["overall_health"], "critical");
 }
 
@@ -384,24 +402,52 @@ fn model_routing_without_stop_iteration_never_hangs_and_logs_why() {
         .start();
     let started = Instant::now();
     let r = post_chat(&envoy.addr(), "claude-3-5-sonnet-20241022", &[]);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert_eq!((r.status, served_by(&r)), (200, "openai"), "decided on headers alone");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "openai"),
+        "decided on headers alone"
+    );
     assert!(envoy.wait_for_log("allow_on_headers_stop_iteration", Duration::from_secs(2)));
     // Once known, later requests do not wait at all.
     let started = Instant::now();
     let r = post_chat(&envoy.addr(), "claude-3-5-sonnet-20241022", &[]);
     assert_eq!(r.status, 200);
-    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
-    assert_eq!(envoy.log().matches("allow_on_headers_stop_iteration: true").count(), 1, "logged once");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        envoy
+            .log()
+            .matches("allow_on_headers_stop_iteration: true")
+            .count(),
+        1,
+        "logged once"
+    );
 }
 
 #[test]
 fn a_client_sent_route_header_cannot_pick_a_cluster() {
     let s = stack();
-    let r = post_chat(&s.envoy.addr(), "gpt-4o-mini", &[("x-ai-cb-upstream", "anthropic")]);
+    let r = post_chat(
+        &s.envoy.addr(),
+        "gpt-4o-mini",
+        &[("x-ai-cb-upstream", "anthropic")],
+    );
     assert_eq!((r.status, served_by(&r)), (200, "openai"));
     // Even on a path no filter route matches, the client's value is removed.
-    let r = http("GET", &format!("{}/other", s.envoy.addr()), &[("x-ai-cb-upstream", "anthropic")], b"");
+    let r = http(
+        "GET",
+        &format!("{}/other", s.envoy.addr()),
+        &[("x-ai-cb-upstream", "anthropic")],
+        b"",
+    );
     assert_ne!(r.status, 200);
     assert_eq!(s.anthropic.hits(), 0);
     assert_eq!(s.openai.hits(), 1);
@@ -412,9 +458,17 @@ fn health_endpoint_answers_get_only_and_needs_no_upstream() {
     let s = stack();
     let h = s.health();
     assert_eq!(h["overall_health"], "healthy");
-    assert_eq!(h["providers"], json!({"openai":"closed","anthropic":"closed","azure":"closed"}));
+    assert_eq!(
+        h["providers"],
+        json!({"openai":"closed","anthropic":"closed","azure":"closed"})
+    );
     assert_eq!(h["breakers"]["openai"]["mode"], "enforce");
-    let r = http("POST", &format!("{}/health/circuit-breakers", s.envoy.addr()), &[], b"{}");
+    let r = http(
+        "POST",
+        &format!("{}/health/circuit-breakers", s.envoy.addr()),
+        &[],
+        b"{}",
+    );
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET"));
     assert_eq!(s.openai.hits() + s.anthropic.hits() + s.azure.hits(), 0);
@@ -437,7 +491,9 @@ fn invalid_config_is_refused_and_the_key_path_is_logged() {
         Err(log) => log.clone(),
     };
     assert!(
-        log.contains(r#"invalid configuration: upstreams[0].fallbacks[0]: unknown upstream "azur""#),
+        log.contains(
+            r#"invalid configuration: upstreams[0].fallbacks[0]: unknown upstream "azur""#
+        ),
         "{log}"
     );
     if let Ok(envoy) = result {
@@ -459,9 +515,14 @@ fn metrics_only_mode_tracks_state_but_never_reroutes() {
     }
     assert_eq!(s.openai.hits(), 15);
     assert_eq!(s.anthropic.hits(), 0);
-    assert_eq!(s.state("openai"), "open", "the dry run still tracks the trip");
     assert_eq!(
-        s.envoy.metric("circuit_breaker_state", &[("upstream", "openai")]),
+        s.state("openai"),
+        "open",
+        "the dry run still tracks the trip"
+    );
+    assert_eq!(
+        s.envoy
+            .metric("circuit_breaker_state", &[("upstream", "openai")]),
         Some(1.0)
     );
 }
@@ -506,12 +567,18 @@ fn cancelled_probe_frees_its_slot_for_the_next_request() {
     );
     assert!(cancelled.is_err(), "client timed out");
     assert!(
-        wait_until(Duration::from_secs(2), || s.health()["breakers"]["openai"]["probes_in_flight"] == 0),
+        wait_until(Duration::from_secs(2), || s.health()["breakers"]["openai"]
+            ["probes_in_flight"]
+            == 0),
         "the cancelled stream freed its slot: {}",
         s.health()
     );
     s.openai.mode("healthy");
     let r = s.chat();
-    assert_eq!(served_by(&r), "openai", "the next request probes, not stuck for probe_timeout");
+    assert_eq!(
+        served_by(&r),
+        "openai",
+        "the next request probes, not stuck for probe_timeout"
+    );
     assert_eq!(s.state("openai"), "half_open", "one probe success of two");
 }
