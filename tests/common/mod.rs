@@ -800,6 +800,8 @@ fn render_bootstrap(o: &EnvoyBuilder, access_log: &Path) -> String {
     let mut y = String::new();
     y.push_str("# Rendered by tests/common/mod.rs\n");
     y.push_str("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n");
+    // Histograms reach /stats/prometheus only on a stats flush (default 5 s): flush often.
+    y.push_str("stats_flush_interval: 0.5s\n");
     y.push_str("stats_config:\n  stats_tags:\n");
     for label in LABEL_NAMES {
         y.push_str(&format!(
