@@ -52,6 +52,9 @@ pub struct Config {
 pub struct Upstream {
     pub name: String,
     pub cluster: String,
+    /// The Envoy cluster in-request failover calls (`dispatch_http_call` takes a real cluster
+    /// name, e.g. Istio's `outbound|443||api.anthropic.com`); defaults to `cluster`.
+    pub callout_cluster: String,
     pub fallbacks: Vec<UpstreamId>,
     pub rewrite: Option<Rewrite>,
     pub policy: Policy,
@@ -405,12 +408,14 @@ struct RawFailureConditions {
 struct RawUpstreamIdentity {
     name: String,
     cluster: Option<String>,
+    callout_cluster: Option<String>,
     #[serde(default)]
     fallbacks: Vec<String>,
     rewrite: Option<RawRewrite>,
 }
 
-const UPSTREAM_IDENTITY_KEYS: [&str; 4] = ["name", "cluster", "fallbacks", "rewrite"];
+const UPSTREAM_IDENTITY_KEYS: [&str; 5] =
+    ["name", "cluster", "callout_cluster", "fallbacks", "rewrite"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -548,6 +553,16 @@ impl RawConfig {
                     "must be a non-empty printable header value",
                 ));
             }
+            let callout_cluster = id
+                .callout_cluster
+                .clone()
+                .unwrap_or_else(|| cluster.clone());
+            if callout_cluster.is_empty() {
+                return Err(ConfigError::range(
+                    format!("{base}.callout_cluster"),
+                    "must not be empty",
+                ));
+            }
             let mut fallbacks = Vec::with_capacity(id.fallbacks.len());
             for (j, f) in id.fallbacks.iter().enumerate() {
                 let path = format!("{base}.fallbacks[{j}]");
@@ -573,6 +588,7 @@ impl RawConfig {
             upstreams.push(Upstream {
                 name: id.name.clone(),
                 cluster,
+                callout_cluster,
                 fallbacks,
                 rewrite,
                 policy: policies[i].clone(),
@@ -923,7 +939,12 @@ fn validate_failover(raw: Option<RawFailover>) -> Result<Failover, ConfigError> 
         enabled: true,
         max_attempts: 1,
         max_body_bytes: 1 << 20,
-        on: FailureReason::ALL.to_vec(),
+        // Every breaker failure except `slow`: a slow call already succeeded, and re-sending
+        // it would discard a good answer and pay for the request twice.
+        on: FailureReason::ALL
+            .into_iter()
+            .filter(|r| *r != FailureReason::Slow)
+            .collect(),
         timeout_ms: 30_000,
         methods: vec!["POST".to_string()],
     };

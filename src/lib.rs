@@ -11,6 +11,7 @@ pub mod alert;
 pub mod breaker;
 pub mod classifier;
 pub mod config;
+pub mod failover;
 pub mod health;
 pub mod metrics;
 pub mod routing;

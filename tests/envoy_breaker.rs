@@ -3,7 +3,8 @@
 //! failure, the fallback chain, fast-fail, body routing, security and modes.
 //!
 //! Each test starts its own mock providers and Envoy (`tests/common`). Timeouts are
-//! sub-second so the suite stays quick.
+//! sub-second so the suite stays quick. In-request failover is switched off here so the
+//! breaker's own behaviour shows; `envoy_failover.rs` covers it.
 
 mod common;
 
@@ -24,6 +25,7 @@ fn filter_config(defaults: Value, extra: Value) -> String {
     let mut cfg = json!({
         "health_path": "/health/circuit-breakers",
         "tick_interval": 0.1,
+        "failover": {"enabled": false},
         "defaults": defaults,
         "upstreams": [
             {"name": "openai", "fallbacks": ["anthropic", "azure"]},

@@ -22,6 +22,7 @@ fn two_workers(
     let cfg = json!({
         "health_path": "/health",
         "tick_interval": 0.1,
+        "failover": {"enabled": false},
         "defaults": defaults,
         "upstreams": [{"name": "openai", "fallbacks": ["anthropic"]}, {"name": "anthropic"}],
         "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]

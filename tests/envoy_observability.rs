@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! What operators see: Prometheus metrics through Envoy's `/stats/prometheus`, the health
-//! endpoint and webhook alerts, scraped and asserted while the seed's scenario plays out.
+//! endpoint and webhook alerts, scraped and asserted while the seed's scenario plays out
+//! (with in-request failover off, so every failure reaches the client and the counts are
+//! the breaker's own).
 
 mod common;
 
@@ -23,6 +25,7 @@ fn stack(extra: Value, concurrency: u32) -> Stack {
     let mut cfg = json!({
         "health_path": "/health/circuit-breakers",
         "tick_interval": 0.1,
+        "failover": {"enabled": false},
         "defaults": {"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 0.6, "recovery_jitter": 0},
         "upstreams": [{"name": "openai", "fallbacks": ["anthropic"]}, {"name": "anthropic"}],
         "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]

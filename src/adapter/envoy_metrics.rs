@@ -4,6 +4,8 @@
 //! so the request path only increments integers. Labels are encoded in the stat name
 //! (`upstream=.=openai;.;circuit_breaker_requests`) for Envoy's `stats_tags` to extract.
 
+use std::collections::HashMap;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -11,6 +13,7 @@ use crate::breaker::StateKind;
 use crate::classifier::{FailureReason, Outcome};
 use crate::config::{Config, UpstreamId};
 use crate::metrics::{stat_name, AlertResult, FailoverResult, MetricsSink};
+use crate::routing::candidates;
 
 /// Stands for a metric the host refused to define: recording it is a no-op.
 const NONE: u32 = u32::MAX;
@@ -30,12 +33,14 @@ struct PerUpstream {
     transitions: [u32; 4],
     probes: [u32; 2],
     open_duration: u32,
-    /// `(to, fallbacks counter, failovers [success, failure, skipped])` per fallback.
-    edges: Vec<(UpstreamId, u32, [u32; 3])>,
+    /// `(to, fallbacks counter)` per fallback.
+    edges: Vec<(UpstreamId, u32)>,
 }
 
 pub struct EnvoyMetrics {
     upstreams: Vec<PerUpstream>,
+    /// `[success, failure, skipped]` per ordered pair of a fallback chain.
+    failovers: HashMap<(UpstreamId, UpstreamId), [u32; 3]>,
     all_open: u32,
     alerts: [u32; 3],
 }
@@ -104,31 +109,44 @@ impl EnvoyMetrics {
                         .map(|&f| {
                             let to = config.upstreams[f].name.as_str();
                             let pair = [("from", u.name.as_str()), ("to", to)];
-                            let failovers = FailoverResult::ALL.map(|r| {
-                                counter(
-                                    "circuit_breaker_failovers",
-                                    &[
-                                        ("from", u.name.as_str()),
-                                        ("to", to),
-                                        ("result", r.as_str()),
-                                    ],
-                                )
-                            });
-                            (f, counter("circuit_breaker_fallbacks", &pair), failovers)
+                            (f, counter("circuit_breaker_fallbacks", &pair))
                         })
                         .collect(),
                 }
             })
             .collect();
+        // A failover goes from the upstream that failed to any later one of its chain.
+        let mut failovers = HashMap::new();
+        for p in 0..config.upstreams.len() {
+            let chain: Vec<UpstreamId> = candidates(config, p).collect();
+            for (i, &from) in chain.iter().enumerate() {
+                for &to in &chain[i + 1..] {
+                    failovers.entry((from, to)).or_insert_with(|| {
+                        let (f, t) = (&config.upstreams[from].name, &config.upstreams[to].name);
+                        FailoverResult::ALL.map(|r| {
+                            counter(
+                                "circuit_breaker_failovers",
+                                &[
+                                    ("from", f.as_str()),
+                                    ("to", t.as_str()),
+                                    ("result", r.as_str()),
+                                ],
+                            )
+                        })
+                    });
+                }
+            }
+        }
         EnvoyMetrics {
             upstreams,
+            failovers,
             all_open: counter("circuit_breaker_all_open", &[]),
             alerts: AlertResult::ALL
                 .map(|r| counter("circuit_breaker_alerts", &[("result", r.as_str())])),
         }
     }
 
-    fn edge(&self, from: UpstreamId, to: UpstreamId) -> Option<&(UpstreamId, u32, [u32; 3])> {
+    fn edge(&self, from: UpstreamId, to: UpstreamId) -> Option<&(UpstreamId, u32)> {
         self.upstreams
             .get(from)
             .and_then(|u| u.edges.iter().find(|e| e.0 == to))
@@ -205,11 +223,11 @@ impl MetricsSink for &EnvoyMetrics {
     }
 
     fn failover(&mut self, from: UpstreamId, to: UpstreamId, result: FailoverResult) {
-        if let (Some(e), Some(i)) = (
-            self.edge(from, to),
+        if let (Some(ids), Some(i)) = (
+            self.failovers.get(&(from, to)),
             FailoverResult::ALL.iter().position(|r| *r == result),
         ) {
-            inc(e.2[i]);
+            inc(ids[i]);
         }
     }
 

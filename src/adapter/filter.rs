@@ -1,6 +1,7 @@
 //! The HTTP filter: routes each request to the first upstream whose breaker admits it,
-//! answers locally when none does, and classifies every response against the upstream
-//! that actually served it.
+//! answers locally when none does, classifies every response against the upstream that
+//! actually served it, and re-sends a failed request to the next admitting fallback within
+//! the same client request (in-request failover).
 
 use std::rc::Rc;
 
@@ -10,11 +11,16 @@ use proxy_wasm::types::Action;
 
 use super::host;
 use super::runtime::{Runtime, StopIteration};
+use crate::breaker::Admission;
 use crate::breaker::Ticket;
 use crate::classifier::{classify, Outcome, ResponseInfo};
 use crate::config::UpstreamId;
+use crate::failover::{
+    body_fits, callout_failure, callout_headers, chain_label, method_eligible, remaining,
+    reply_headers, triggers, FAILOVER_HEADER,
+};
 use crate::health;
-use crate::metrics::{record_outcome, MetricsSink};
+use crate::metrics::{record_outcome, FailoverResult, MetricsSink};
 use crate::routing::{
     all_open_body, body_model, candidates, match_route, plan, retry_after_secs, rewrite_body_model,
     ModelLookup, Plan, RequestView, RouteMatch,
@@ -32,6 +38,34 @@ struct Served {
     recorded: bool,
 }
 
+/// A failover call in flight.
+struct Callout {
+    token: u32,
+    upstream: UpstreamId,
+    ticket: Ticket,
+    started_ms: u64,
+}
+
+/// What a request keeps so it can be re-sent to a fallback.
+struct Retry {
+    /// The request body as the client sent it, once complete.
+    body: Vec<u8>,
+    body_complete: bool,
+    /// Over `failover.max_body_bytes`: never re-sent.
+    too_large: bool,
+    /// The request headers as the client sent them (Envoy does not expose request headers
+    /// in the response phase, so they are taken at request time).
+    headers: Vec<(String, String)>,
+    /// Every candidate considered so far (tried or skipped), in order.
+    tried: Vec<UpstreamId>,
+    /// The upstreams actually called, in order: the served one, then each callout.
+    called: Vec<UpstreamId>,
+    attempts: u32,
+    pending: Option<Callout>,
+    /// The failed response is held (headers and body paused) while a callout runs.
+    holding: bool,
+}
+
 pub struct Filter {
     rt: Rc<Runtime>,
     context_id: u32,
@@ -43,6 +77,8 @@ pub struct Filter {
     awaiting_body_route: bool,
     /// A `model` to write into the body once it is complete.
     rewrite_model: Option<String>,
+    /// Kept for in-request failover; `None` when the request is not eligible.
+    retry: Option<Retry>,
 }
 
 impl Filter {
@@ -55,6 +91,7 @@ impl Filter {
             served: None,
             awaiting_body_route: false,
             rewrite_model: None,
+            retry: None,
         }
     }
 
@@ -126,23 +163,164 @@ impl Filter {
 
     /// Applies a fallback's rewrite: path, host and headers now, `model` once the body is in.
     fn apply_rewrite(&mut self, upstream: UpstreamId) {
-        let Some(rw) = &self.rt.config.upstreams[upstream].rewrite else {
+        let rt = Rc::clone(&self.rt);
+        let Some(rw) = &rt.config.upstreams[upstream].rewrite else {
             return;
         };
+        let set = |name: &str, value: &str| host::set_request_header(name, Some(value));
         if let Some(p) = &rw.path {
-            host::set_request_header(":path", Some(p));
+            set(":path", p);
         }
         if let Some(h) = &rw.host {
-            host::set_request_header(":authority", Some(h));
+            set(":authority", h);
         }
         for (name, value) in &rw.headers {
-            host::set_request_header(name, Some(value));
+            set(name, value);
         }
         if let Some(m) = &rw.model {
             // The body changes size: let Envoy frame it anew.
             host::set_request_header("content-length", None);
             self.rewrite_model = Some(m.clone());
         }
+    }
+
+    /// Records an attempt's outcome against the upstream that produced it.
+    fn record(&self, u: UpstreamId, ticket: Ticket, now_ms: u64, outcome: &Outcome) {
+        self.rt.record(u, now_ms, ticket, *outcome);
+        let mut sink = self.rt.sink();
+        record_outcome(&mut sink, u, outcome);
+        if matches!(ticket, Ticket::Probe(_)) && *outcome != Outcome::Ignored {
+            sink.probe(u, *outcome == Outcome::Success);
+        }
+    }
+
+    /// A routed request may be re-sent when failover is on, its method is eligible and its
+    /// announced body fits `max_body_bytes`.
+    fn new_retry(&self, end_of_stream: bool) -> Option<Retry> {
+        let cfg = &self.rt.config.failover;
+        let method = host::request_header(":method")?;
+        if !method_eligible(cfg, &method) {
+            return None;
+        }
+        let announced = host::request_header("content-length").and_then(|v| v.parse().ok());
+        if announced.is_some_and(|n| !body_fits(cfg, n)) {
+            return None;
+        }
+        Some(Retry {
+            body: Vec::new(),
+            body_complete: end_of_stream,
+            too_large: false,
+            headers: host::request_headers(),
+            tried: Vec::new(),
+            called: Vec::new(),
+            attempts: 0,
+            pending: None,
+            holding: false,
+        })
+    }
+
+    /// Keeps one streamed body chunk for a possible failover.
+    fn keep_chunk(&mut self, body_size: usize, end_of_stream: bool) {
+        let max = self.rt.config.failover.max_body_bytes;
+        let Some(r) = self.retry.as_mut() else {
+            return;
+        };
+        if r.too_large || r.body_complete {
+            return;
+        }
+        if body_size > 0 {
+            let chunk = host::request_body(body_size).unwrap_or_default();
+            if r.body.len() + chunk.len() > max {
+                r.too_large = true;
+                r.body = Vec::new();
+                return;
+            }
+            r.body.extend_from_slice(&chunk);
+        }
+        r.body_complete = end_of_stream;
+    }
+
+    /// Keeps the whole (buffered) body for a possible failover.
+    fn keep_whole(&mut self, body: &[u8]) {
+        let cfg = &self.rt.config.failover;
+        if let Some(r) = self.retry.as_mut() {
+            r.body_complete = true;
+            if body_fits(cfg, body.len()) {
+                r.body = body.to_vec();
+            } else {
+                r.too_large = true;
+            }
+        }
+    }
+
+    /// Calls the next admitting fallback after `failed` with the original request. Returns
+    /// true when a call is in flight.
+    fn start_callout(&mut self, failed: UpstreamId, now_ms: u64) -> bool {
+        let rt = Rc::clone(&self.rt);
+        let cfg = &rt.config;
+        let (Some(primary), Some(r)) = (self.primary, self.retry.as_mut()) else {
+            return false;
+        };
+        if !r.body_complete || r.too_large {
+            return false;
+        }
+        let mut sink = rt.sink();
+        while r.attempts < cfg.failover.max_attempts {
+            let Some(next) = remaining(cfg, primary, &r.tried).next() else {
+                return false;
+            };
+            r.tried.push(next);
+            let ticket = match rt.admit(next, now_ms) {
+                Admission::Admitted(t) => t,
+                Admission::Rejected { .. } => {
+                    sink.failover(failed, next, FailoverResult::Skipped);
+                    continue;
+                }
+            };
+            let target = &cfg.upstreams[next];
+            let body = match target.rewrite.as_ref().and_then(|rw| rw.model.as_deref()) {
+                Some(m) => rewrite_body_model(&r.body, m).unwrap_or_else(|| r.body.clone()),
+                None => r.body.clone(),
+            };
+            let headers = callout_headers(
+                &r.headers,
+                target.rewrite.as_ref(),
+                &cfg.route_header,
+                &target.cluster,
+                body.len(),
+            );
+            let pairs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            match host::dispatch(
+                &target.callout_cluster,
+                &pairs,
+                &body,
+                cfg.failover.timeout_ms,
+            ) {
+                Ok(token) => {
+                    r.attempts += 1;
+                    r.holding = true;
+                    r.pending = Some(Callout {
+                        token,
+                        upstream: next,
+                        ticket,
+                        started_ms: now_ms,
+                    });
+                    return true;
+                }
+                Err(e) => {
+                    warn!(
+                        "failover to upstream {} could not be sent to cluster {} ({e:?})",
+                        target.name, target.callout_cluster
+                    );
+                    rt.release(next, ticket);
+                    sink.failover(failed, next, FailoverResult::Failure);
+                }
+            }
+        }
+        false
     }
 
     fn reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Action {
@@ -224,7 +402,85 @@ impl Filter {
     }
 }
 
-impl Context for Filter {}
+impl Context for Filter {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let rt = Rc::clone(&self.rt);
+        let cfg = &rt.config;
+        let Some(call) = self
+            .retry
+            .as_mut()
+            .and_then(|r| r.pending.take_if(|c| c.token == token))
+        else {
+            return;
+        };
+        let now = host::now_ms();
+        let upstream = &cfg.upstreams[call.upstream];
+        let elapsed = now.saturating_sub(call.started_ms);
+        let status = host::call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        let outcome = match status {
+            Some(_) => {
+                let retry_after = host::call_response_header("retry-after");
+                let reset = ratelimit_reset(host::call_response_header);
+                let info = ResponseInfo {
+                    status,
+                    flags: 0,
+                    details: Some("via_upstream"),
+                    duration_ms: elapsed,
+                    retry_after: retry_after.as_deref(),
+                    ratelimit_reset: reset.as_deref(),
+                    now_ms: now,
+                };
+                classify(&info, &upstream.policy)
+            }
+            // No response at all: the call timed out or could not connect.
+            None => Outcome::Failure {
+                reason: callout_failure(elapsed, cfg.failover.timeout_ms),
+                retry_after_ms: None,
+            },
+        };
+        self.record(call.upstream, call.ticket, now, &outcome);
+        let mut sink = rt.sink();
+        let Some(r) = self.retry.as_mut() else {
+            return;
+        };
+        let from = r.called.last().copied().unwrap_or(call.upstream);
+        r.called.push(call.upstream);
+        if let (Some(status), None) = (status, triggers(&cfg.failover, &outcome)) {
+            sink.failover(from, call.upstream, FailoverResult::Success);
+            let headers = reply_headers(
+                &host::call_response_headers(),
+                &cfg.response_header,
+                &upstream.name,
+                &chain_label(cfg, &r.called),
+            );
+            let pairs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let body = host::call_response_body(body_size);
+            r.holding = false;
+            self.reply(status, &pairs, &body);
+            return;
+        }
+        sink.failover(from, call.upstream, FailoverResult::Failure);
+        if self.start_callout(call.upstream, now) {
+            return;
+        }
+        // Every fallback failed or none admitted: the original failure goes through.
+        if let Some(r) = self.retry.as_mut() {
+            r.holding = false;
+            let chain = format!("{} (failed)", chain_label(cfg, &r.called));
+            host::set_response_header(FAILOVER_HEADER, Some(&chain));
+        }
+        host::resume_response();
+    }
+}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -238,7 +494,11 @@ impl HttpContext for Filter {
             }
         }
         let now = host::now_ms();
-        match self.match_request(ModelLookup::Unknown) {
+        let matched = self.match_request(ModelLookup::Unknown);
+        if matched != RouteMatch::NoRoute {
+            self.retry = self.new_retry(end_of_stream);
+        }
+        match matched {
             RouteMatch::NoRoute => Action::Continue,
             RouteMatch::Upstream(p) => self.route(p, now),
             RouteMatch::NeedsBody if end_of_stream => {
@@ -252,7 +512,12 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.local_reply || (!self.awaiting_body_route && self.rewrite_model.is_none()) {
+        if self.local_reply {
+            return Action::Continue;
+        }
+        if !self.awaiting_body_route && self.rewrite_model.is_none() {
+            // Streaming through: keep a copy of each chunk in case the request is re-sent.
+            self.keep_chunk(body_size, end_of_stream);
             return Action::Continue;
         }
         if self.awaiting_body_route {
@@ -274,6 +539,7 @@ impl HttpContext for Filter {
             return Action::Pause;
         }
         let body = host::request_body(body_size).unwrap_or_default();
+        self.keep_whole(&body);
         if self.awaiting_body_route {
             self.awaiting_body_route = false;
             self.rt.unpause(self.context_id);
@@ -302,8 +568,9 @@ impl HttpContext for Filter {
             return Action::Continue;
         }
         served.recorded = true;
+        let (u, ticket, started_ms) = (served.upstream, served.ticket, served.started_ms);
         let rt = Rc::clone(&self.rt);
-        let upstream = &rt.config.upstreams[served.upstream];
+        let upstream = &rt.config.upstreams[u];
         let now = host::now_ms();
         let status = host::response_header(":status").and_then(|s| s.parse::<u16>().ok());
         let retry_after = host::response_header("retry-after");
@@ -313,32 +580,47 @@ impl HttpContext for Filter {
             _ => (
                 host::property_u64(&["response", "flags"]).unwrap_or(0),
                 host::property_string(&["response", "code_details"]),
-                host::response_header("x-ratelimit-reset-requests")
-                    .or_else(|| host::response_header("anthropic-ratelimit-requests-reset")),
+                ratelimit_reset(host::response_header),
             ),
         };
         let info = ResponseInfo {
             status,
             flags,
             details: details.as_deref(),
-            duration_ms: now.saturating_sub(served.started_ms),
+            duration_ms: now.saturating_sub(started_ms),
             retry_after: retry_after.as_deref(),
             ratelimit_reset: reset.as_deref(),
             now_ms: now,
         };
         let outcome = classify(&info, &upstream.policy);
-        rt.record(served.upstream, now, served.ticket, outcome);
-        let mut sink = rt.sink();
-        record_outcome(&mut sink, served.upstream, &outcome);
-        if matches!(served.ticket, Ticket::Probe(_)) && outcome != Outcome::Ignored {
-            sink.probe(served.upstream, outcome == Outcome::Success);
-        }
+        self.record(u, ticket, now, &outcome);
         host::set_response_header(&rt.config.response_header, Some(&upstream.name));
+        if triggers(&rt.config.failover, &outcome).is_some() {
+            if let Some(r) = self.retry.as_mut() {
+                r.tried.push(u);
+                r.called.push(u);
+            }
+            if self.start_callout(u, now) {
+                // Hold the failed response until the fallback answers.
+                return Action::Pause;
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if self.retry.as_ref().is_some_and(|r| r.holding) {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
     fn on_log(&mut self) {
         self.rt.unpause(self.context_id);
+        if let Some(call) = self.retry.as_mut().and_then(|r| r.pending.take()) {
+            // The client went away while a fallback was being called.
+            self.rt.release(call.upstream, call.ticket);
+        }
         if let Some(s) = &self.served {
             if !s.recorded {
                 // The stream ended with no response (client cancel): free any probe slot,
@@ -347,4 +629,9 @@ impl HttpContext for Filter {
             }
         }
     }
+}
+
+/// A provider rate-limit reset header (OpenAI's, then Anthropic's).
+fn ratelimit_reset(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    get("x-ratelimit-reset-requests").or_else(|| get("anthropic-ratelimit-requests-reset"))
 }

@@ -121,3 +121,22 @@ pub fn resume_request_of(context_id: u32) {
 pub fn set_tick_period_ms(ms: u64) {
     let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
 }
+
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+pub fn call_response_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
+}
+
+pub fn call_response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+pub fn resume_response() {
+    let _ = hostcalls::resume_http_response();
+}

@@ -116,7 +116,22 @@ fn minimal_config_gets_the_seed_defaults() {
     assert!(c.failover.enabled);
     assert_eq!(c.failover.max_attempts, 1);
     assert_eq!(c.failover.max_body_bytes, 1 << 20);
-    assert_eq!(c.failover.on, FailureReason::ALL.to_vec());
+    assert_eq!(
+        c.failover.on,
+        vec![
+            FailureReason::Status5xx,
+            FailureReason::Timeout,
+            FailureReason::ConnectFailure,
+            FailureReason::RateLimit
+        ],
+        "slow calls succeeded: they are not re-sent"
+    );
+    assert_eq!(c.failover.timeout_ms, 30_000);
+    assert_eq!(c.failover.methods, vec!["POST".to_string()]);
+    assert_eq!(
+        c.upstreams[0].callout_cluster, "openai",
+        "defaults to cluster"
+    );
     assert!(c.alerting.is_none());
     assert!(!c.routes_on_model() && !c.rewrites_body());
 }
@@ -462,6 +477,22 @@ fn alerting_settings_are_validated() {
     assert_eq!(a.format, AlertFormat::Slack);
     assert_eq!(a.min_interval_ms, 0);
     assert_eq!(a.on, vec![AlertOn::Open, AlertOn::HalfOpen, AlertOn::Close]);
+}
+
+#[test]
+fn callout_cluster_can_name_the_real_envoy_cluster() {
+    let c = Config::from_json(&with(
+        r#"[{"name":"a","cluster":"a-route","callout_cluster":"outbound|443||api.a.com"}]"#,
+        r#"[{"upstream":"a"}]"#,
+    ))
+    .expect("valid");
+    assert_eq!(c.upstreams[0].cluster, "a-route");
+    assert_eq!(c.upstreams[0].callout_cluster, "outbound|443||api.a.com");
+    let e = err(&with(
+        r#"[{"name":"a","callout_cluster":""}]"#,
+        r#"[{"upstream":"a"}]"#,
+    ));
+    assert_eq!(e, "upstreams[0].callout_cluster: must not be empty");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod breaker;
 mod classifier;
 mod codec;
 mod config;
+mod failover;
 mod health;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
