@@ -88,7 +88,10 @@ def chat():
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
     status, headers, _ = http("POST", LISTENER + "/v1/chat/completions", body)
     lower = {k.lower(): v for k, v in headers.items()}
-    return status, lower.get("x-ai-cb-served-by", "-")
+    served = lower.get("x-ai-cb-served-by", "-")
+    if "x-ai-cb-failover" in lower:
+        served = "failover→" + served
+    return status, served
 
 
 def states():
@@ -133,7 +136,7 @@ Breaker: 5 failures in 60 s open it, 10 s recovery, 2 probe successes close it.
     outage_start, outage_end = 3, 3 + args.outage
     total = outage_end + 12
     dead_calls = avoided = errors = 0
-    header = (f"{'t':>4}  {'served by (this second)':<34} {'openai':<16} {'anthropic':<16} "
+    header = (f"{'t':>4}  {'served by (this second)':<34} {'openai':<22} {'anthropic':<16} "
               f"{'azure':<16} {'health':<9} dead-provider calls / kept away")
     print(header)
     print("-" * len(header))
@@ -145,35 +148,45 @@ Breaker: 5 failures in 60 s open it, 10 s recovery, 2 probe successes close it.
             mock_control(openai_ctl, "/mode", {"mode": "healthy"})
             print(f"{'':>4}  >>> openai recovers")
         tick_start = time.time()
-        before, _ = states()
+        seen = {}  # upstream -> the distinct states seen this second, in order
+
+        def observe():
+            prov, overall = states()
+            for name, st in prov.items():
+                trail = seen.setdefault(name, [])
+                if not trail or trail[-1] != st:
+                    trail.append(st)
+            return overall
+
+        observe()
         served = {}
         for _ in range(RATE):
             status, by = chat()
             key = by if status < 500 else f"{by}!{status}"
             served[key] = served.get(key, 0) + 1
             down = outage_start <= t < outage_end
-            if down and by == "openai":
+            if down and (by == "openai" or by.startswith("failover")):
                 dead_calls += 1
             elif down:
                 avoided += 1
             if status >= 500:
                 errors += 1
-            time.sleep(max(0.0, (1.0 / RATE) - 0.002))
-        after, overall = states()
+            overall = observe()
+            time.sleep(max(0.0, (1.0 / RATE) - 0.01))
 
         def state(name):
-            a, b = before.get(name, "?"), after.get(name, "?")
-            return a if a == b else f"{a}→{b}"
+            return "→".join(seen.get(name, ["?"]))
 
         shown = " ".join(f"{k}×{v}" for k, v in sorted(served.items()))
-        print(f"{t:>3}s  {shown:<34} {state('openai'):<16} {state('anthropic'):<16} "
+        print(f"{t:>3}s  {shown:<34} {state('openai'):<22} {state('anthropic'):<16} "
               f"{state('azure'):<16} {overall:<9} {dead_calls} / {avoided}")
         time.sleep(max(0.0, 1.0 - (time.time() - tick_start)))
 
     alerts = mock_control(MOCKS[3][2], "/requests?path=/alerts").get("requests", [])
-    print(f"\nDuring the {args.outage} s outage {dead_calls} calls reached the dead provider and "
-          f"{avoided} were served by a fallback; clients saw {errors} errors "
-          f"(the calls that tripped the breaker and any failed probe — in-request failover removes them).")
+    print(f"\nDuring the {args.outage} s outage {dead_calls} requests were first sent to the dead provider "
+          f"(the ones that tripped the breaker, and probes) and {avoided} went straight to a fallback.\n"
+          f"Clients saw {errors} errors: in-request failover re-sent each failed request to the next "
+          f"fallback (see x-ai-cb-failover).")
     print(f"Webhook alerts received: {len(alerts)}")
     for a in alerts:
         try:
