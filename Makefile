@@ -11,7 +11,7 @@ MOCK          := target/release/mock-provider
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 CARGO_BIN     := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 
-.PHONY: help toolchain envoy wasm-bindgen-runner build mock test test-native test-wasm lint run bench clean
+.PHONY: help toolchain envoy wasm-bindgen-runner build mock test test-native test-wasm demo-check lint run clean
 
 help:
 	@echo "make run     build the filter, start Envoy + mock providers, replay an outage (Ctrl-C stops)"
@@ -54,7 +54,7 @@ mock:
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native test-wasm
+test: test-native test-wasm demo-check
 
 # Unit, property, manifest and Envoy integration tests (the latter need the release wasm
 # and the pip Envoy).
@@ -75,6 +75,10 @@ lint: toolchain
 
 run: build envoy mock
 	python3 examples/demo/demo.py
+
+# The demo's scripted outage, verified (about 25 s; uses the demo's fixed local ports).
+demo-check: build envoy mock
+	python3 examples/demo/demo.py --check --outage 5
 
 # Fragments: Istio packaging (mk/istio.mk), benchmarks (mk/bench.mk).
 -include mk/*.mk

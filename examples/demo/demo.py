@@ -8,7 +8,9 @@ each breaker's state (read from the filter's health endpoint), and how many call
 breaker kept away from the dead provider. Afterwards it keeps serving on localhost:10000
 until Ctrl-C. Every process it started is stopped on exit, by PID.
 
-Options: --once (exit after the timeline, used by `make test`), --outage SECONDS.
+Options: --once (exit after the timeline), --check (--once, then verify the timeline: the
+breaker opened and closed again, clients saw no error, alerts arrived; used by `make test`),
+--outage SECONDS.
 Standard library only.
 """
 
@@ -105,6 +107,8 @@ def states():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--once", action="store_true", help="exit after the timeline")
+    ap.add_argument("--check", action="store_true",
+                    help="exit after the timeline and verify it (non-zero exit on failure)")
     ap.add_argument("--outage", type=int, default=20, help="seconds the primary is down")
     args = ap.parse_args()
     for path, hint in ((ENVOY, "make envoy"), (MOCK, "make mock"),
@@ -136,6 +140,7 @@ Breaker: 5 failures in 60 s open it, 10 s recovery, 2 probe successes close it.
     outage_start, outage_end = 3, 3 + args.outage
     total = outage_end + 12
     dead_calls = avoided = errors = 0
+    openai_trail = []
     header = (f"{'t':>4}  {'served by (this second)':<34} {'openai':<22} {'anthropic':<16} "
               f"{'azure':<16} {'health':<9} dead-provider calls / kept away")
     print(header)
@@ -177,6 +182,10 @@ Breaker: 5 failures in 60 s open it, 10 s recovery, 2 probe successes close it.
         def state(name):
             return "→".join(seen.get(name, ["?"]))
 
+        for st in seen.get("openai", []):
+            if not openai_trail or openai_trail[-1] != st:
+                openai_trail.append(st)
+
         shown = " ".join(f"{k}×{v}" for k, v in sorted(served.items()))
         print(f"{t:>3}s  {shown:<34} {state('openai'):<22} {state('anthropic'):<16} "
               f"{state('azure'):<16} {overall:<9} {dead_calls} / {avoided}")
@@ -193,6 +202,22 @@ Breaker: 5 failures in 60 s open it, 10 s recovery, 2 probe successes close it.
             print("  " + json.loads(a["body"])["text"])
         except (ValueError, KeyError):
             print("  " + a.get("body", "")[:120])
+    if args.check:
+        checks = {
+            "breaker went closed -> open -> half_open -> closed":
+                "closed→open→half_open→closed" in "→".join(openai_trail),
+            "clients saw no error": errors == 0,
+            "dead provider got at most failure_threshold + probes calls": 5 <= dead_calls <= 8,
+            "an open and a close alert reached the webhook": len(alerts) >= 2,
+            "traffic is back on the primary": openai_trail[-1:] == ["closed"],
+        }
+        for name, ok in checks.items():
+            print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+        failed = sum(not ok for ok in checks.values())
+        print(f"demo-check: {len(checks) - failed} passed, {failed} failed")
+        if failed:
+            sys.exit(1)
+        return
     if args.once:
         return
     print(f"\nStill serving on {LISTENER} (try: curl -s {HEALTH} | python3 -m json.tool). Ctrl-C stops.")
