@@ -686,7 +686,8 @@ impl Default for EnvoyBuilder {
             allow_on_headers_stop_iteration: true,
             failure_policy: "FAIL_OPEN".to_string(),
             ready_timeout: READY_TIMEOUT,
-            wasm_path: WASM_PATH.to_string(),
+            // AI_CB_WASM runs the suite against another build of the module.
+            wasm_path: std::env::var("AI_CB_WASM").unwrap_or_else(|_| WASM_PATH.to_string()),
             bootstrap: None,
         }
     }
