@@ -386,6 +386,52 @@ fn routes_can_match_on_the_json_model_field() {
 }
 
 #[test]
+fn model_route_decided_on_the_body_undoes_a_provisional_fallback_rewrite() {
+    // Headers alone pick openai, which is forced open, so the provisional choice is azure
+    // with its path rewrite; the body's model then picks anthropic, which must get the
+    // client's own path, not azure's.
+    let openai = Mock::start("openai");
+    let anthropic = Mock::start("anthropic");
+    let azure = Mock::start("azure");
+    let cfg = json!({
+        "upstreams": [
+            {"name": "openai", "mode": "forced_open", "fallbacks": ["azure"]},
+            {"name": "anthropic"},
+            {"name": "azure", "rewrite": {"path": "/openai/deployments/x/chat/completions", "host": "azure.example"}}
+        ],
+        "routes": [
+            {"match": {"path_prefix": "/v1/", "model": "claude-3-5-sonnet-20241022"}, "upstream": "anthropic"},
+            {"match": {"path_prefix": "/v1/"}, "upstream": "openai"}
+        ]
+    });
+    let envoy = Envoy::builder()
+        .filter_config(cfg.to_string())
+        .clusters(&[
+            ("openai", openai.port()),
+            ("anthropic", anthropic.port()),
+            ("azure", azure.port()),
+        ])
+        .start();
+    let r = post_chat(&envoy.addr(), "claude-3-5-sonnet-20241022", &[]);
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic"),
+        "{}",
+        r.text()
+    );
+    let got = &anthropic.requests()[0];
+    assert_eq!(got["target"], "/v1/chat/completions");
+    assert_ne!(got["headers"]["host"], "azure.example");
+    let r = post_chat(&envoy.addr(), "gpt-4o-mini", &[]);
+    assert_eq!((r.status, served_by(&r)), (200, "azure"));
+    assert_eq!(
+        azure.requests()[0]["target"],
+        "/openai/deployments/x/chat/completions"
+    );
+    assert_eq!(openai.hits(), 0);
+}
+
+#[test]
 fn model_routing_without_stop_iteration_never_hangs_and_logs_why() {
     let openai = Mock::start("openai");
     let anthropic = Mock::start("anthropic");

@@ -69,6 +69,9 @@ struct Retry {
 pub struct Filter {
     rt: Rc<Runtime>,
     context_id: u32,
+    /// `:path` and `:authority` as the client sent them (authority only when routes use it).
+    path: String,
+    authority: String,
     /// The filter answered this request itself (health, all-open, 405).
     local_reply: bool,
     primary: Option<UpstreamId>,
@@ -77,6 +80,8 @@ pub struct Filter {
     awaiting_body_route: bool,
     /// A `model` to write into the body once it is complete.
     rewrite_model: Option<String>,
+    /// Request headers a fallback's rewrite changed, with their values before it.
+    rewritten: Vec<(String, Option<String>)>,
     /// Kept for in-request failover; `None` when the request is not eligible.
     retry: Option<Retry>,
 }
@@ -86,23 +91,25 @@ impl Filter {
         Filter {
             rt,
             context_id,
+            path: String::new(),
+            authority: String::new(),
             local_reply: false,
             primary: None,
             served: None,
             awaiting_body_route: false,
             rewrite_model: None,
+            rewritten: Vec::new(),
             retry: None,
         }
     }
 
-    /// Finds the primary on the request's headers (and its model, when known).
+    /// Finds the primary on the request's headers (and its model, when known), using the
+    /// path and authority as the client sent them (a fallback's rewrite may change both).
     fn match_request(&self, model: ModelLookup<'_>) -> RouteMatch {
-        let path = host::request_header(":path").unwrap_or_default();
-        let authority = host::request_header(":authority").unwrap_or_default();
         let header = |name: &str| host::request_header(name);
         let req = RequestView {
-            path: &path,
-            host: &authority,
+            path: &self.path,
+            host: &self.authority,
             header: &header,
         };
         match_route(&self.rt.config, &req, model)
@@ -167,7 +174,11 @@ impl Filter {
         let Some(rw) = &rt.config.upstreams[upstream].rewrite else {
             return;
         };
-        let set = |name: &str, value: &str| host::set_request_header(name, Some(value));
+        let mut set = |name: &str, value: &str| {
+            self.rewritten
+                .push((name.to_string(), host::request_header(name)));
+            host::set_request_header(name, Some(value));
+        };
         if let Some(p) = &rw.path {
             set(":path", p);
         }
@@ -388,6 +399,10 @@ impl Filter {
         if let Some(s) = self.served.take() {
             self.rt.release(s.upstream, s.ticket);
         }
+        // Undo the provisional fallback's rewrite, newest change first.
+        for (name, value) in std::mem::take(&mut self.rewritten).into_iter().rev() {
+            host::set_request_header(&name, value.as_deref());
+        }
         self.rewrite_model = None;
         match new_primary {
             Some(p) => {
@@ -487,11 +502,15 @@ impl HttpContext for Filter {
         let rt = Rc::clone(&self.rt);
         // A client must never choose a cluster.
         host::set_request_header(&rt.config.route_header, None);
+        self.path = host::request_header(":path").unwrap_or_default();
         if let Some(hp) = &rt.config.health_path {
-            let path = host::request_header(":path").unwrap_or_default();
-            if path.split('?').next() == Some(hp.as_str()) {
+            if self.path.split('?').next() == Some(hp.as_str()) {
                 return self.serve_health();
             }
+        }
+        // `:authority` is only read when some route matches on the host.
+        if rt.routes_on_host {
+            self.authority = host::request_header(":authority").unwrap_or_default();
         }
         let now = host::now_ms();
         let matched = self.match_request(ModelLookup::Unknown);

@@ -39,6 +39,8 @@ pub struct PendingAlert {
 
 pub struct Runtime {
     pub config: Config,
+    /// Some route matches on the host, so `:authority` must be read to route.
+    pub routes_on_host: bool,
     keys: Vec<String>,
     alert_keys: Vec<String>,
     metrics: EnvoyMetrics,
@@ -75,6 +77,7 @@ impl Runtime {
         }
         let metrics = EnvoyMetrics::define(&config);
         let rt = Runtime {
+            routes_on_host: config.routes.iter().any(|r| r.host.is_some()),
             config,
             keys,
             alert_keys,
@@ -162,7 +165,11 @@ impl Runtime {
     /// Records a finished request's outcome against the upstream that served it.
     pub fn record(&self, u: UpstreamId, now_ms: u64, ticket: Ticket, outcome: Outcome) {
         let policy = &self.config.upstreams[u].policy;
-        let random = host::random_unit();
+        // Only a failure can open the breaker and need jitter: spare the host call otherwise.
+        let random = match outcome {
+            Outcome::Failure { .. } => host::random_unit(),
+            Outcome::Success | Outcome::Ignored => 0.5,
+        };
         self.update(u, |b| {
             ((), b.record(policy, now_ms, ticket, outcome, random))
         });
