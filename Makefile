@@ -78,10 +78,11 @@ mock:
 
 test: test-native test-wasm demo-check
 
-# Unit, property, manifest and Envoy integration tests (the latter need the release wasm
-# and the pip Envoy).
+# Unit, property, manifest and Envoy integration tests (the latter load the release wasm
+# built by `build`, and the pip Envoy). The test profile, not --release: with the release
+# profile's panic = "abort", cargo may link an abort-built lib into the test binaries.
 test-native: build envoy
-	cargo test --release
+	cargo test
 
 # The core's unit tests again, compiled to wasm32-unknown-unknown and run under Node.
 test-wasm: toolchain wasm-bindgen-runner
