@@ -13,17 +13,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// Three providers: openai (primary) → anthropic (model rewrite) → azure (path rewrite).
-struct Stack {
-    openai: Mock,
-    anthropic: Mock,
-    azure: Mock,
-    envoy: Envoy,
-}
-
 fn filter_config(defaults: Value, extra: Value) -> String {
     let mut cfg = json!({
-        "health_path": "/health/circuit-breakers",
+        "health_path": HEALTH_PATH,
         "tick_interval": 0.1,
         "failover": {"enabled": false},
         "defaults": defaults,
@@ -49,58 +41,17 @@ fn seed_defaults() -> Value {
     json!({"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 0.6, "recovery_jitter": 0})
 }
 
+/// openai (primary) → anthropic (model rewrite) → azure (path and host rewrite).
 fn stack_with(defaults: Value, extra: Value, concurrency: u32) -> Stack {
-    let openai = Mock::start("openai");
-    let anthropic = Mock::start("anthropic");
-    let azure = Mock::start("azure");
-    let envoy = Envoy::builder()
-        .concurrency(concurrency)
-        .filter_config(filter_config(defaults, extra))
-        .clusters(&[
-            ("openai", openai.port()),
-            ("anthropic", anthropic.port()),
-            ("azure-openai", azure.port()),
-        ])
-        .route_timeout(Duration::from_millis(400))
-        .start();
-    Stack {
-        openai,
-        anthropic,
-        azure,
-        envoy,
-    }
+    Stack::start(
+        &serde_json::from_str(&filter_config(defaults, extra)).unwrap(),
+        concurrency,
+        Duration::from_millis(400),
+    )
 }
 
 fn stack() -> Stack {
     stack_with(seed_defaults(), json!({}), 1)
-}
-
-impl Stack {
-    fn chat(&self) -> Response {
-        post_chat(&self.envoy.addr(), "gpt-4o-mini", &[])
-    }
-
-    fn health(&self) -> Value {
-        let r = http(
-            "GET",
-            &format!("{}/health/circuit-breakers", self.envoy.addr()),
-            &[],
-            b"",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
-    }
-
-    fn state(&self, upstream: &str) -> String {
-        self.health()["providers"][upstream]
-            .as_str()
-            .unwrap_or("?")
-            .to_string()
-    }
-}
-
-fn served_by(r: &Response) -> &str {
-    r.header("x-ai-cb-served-by").unwrap_or("<none>")
 }
 
 #[test]

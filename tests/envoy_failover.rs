@@ -9,19 +9,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-struct Stack {
-    openai: Mock,
-    anthropic: Mock,
-    azure: Mock,
-    envoy: Envoy,
-}
-
+/// openai (primary) → anthropic (model and header rewrite) → azure (path and host rewrite).
 fn stack(failover: Value, concurrency: u32) -> Stack {
-    let openai = Mock::start("openai");
-    let anthropic = Mock::start("anthropic");
-    let azure = Mock::start("azure");
     let cfg = json!({
-        "health_path": "/health",
+        "health_path": HEALTH_PATH,
         "defaults": {"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 30},
         "failover": failover,
         "upstreams": [
@@ -33,40 +24,7 @@ fn stack(failover: Value, concurrency: u32) -> Stack {
         ],
         "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]
     });
-    let envoy = Envoy::builder()
-        .concurrency(concurrency)
-        .filter_config(cfg.to_string())
-        .clusters(&[
-            ("openai", openai.port()),
-            ("anthropic", anthropic.port()),
-            ("azure-openai", azure.port()),
-        ])
-        .route_timeout(Duration::from_millis(400))
-        .start();
-    Stack {
-        openai,
-        anthropic,
-        azure,
-        envoy,
-    }
-}
-
-impl Stack {
-    fn chat(&self) -> Response {
-        post_chat(
-            &self.envoy.addr(),
-            "gpt-4o-mini",
-            &[("x-request-id", "req-1")],
-        )
-    }
-
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.envoy.metric(name, labels)
-    }
-}
-
-fn served_by(r: &Response) -> &str {
-    r.header("x-ai-cb-served-by").unwrap_or("<none>")
+    Stack::start(&cfg, concurrency, Duration::from_millis(400))
 }
 
 #[test]

@@ -11,19 +11,10 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-struct Stack {
-    openai: Mock,
-    anthropic: Mock,
-    webhook: Mock,
-    envoy: Envoy,
-}
-
+/// openai (primary) → anthropic, with a webhook receiver for alerts.
 fn stack(extra: Value, concurrency: u32) -> Stack {
-    let openai = Mock::start("openai");
-    let anthropic = Mock::start("anthropic");
-    let webhook = Mock::start("webhook");
     let mut cfg = json!({
-        "health_path": "/health/circuit-breakers",
+        "health_path": HEALTH_PATH,
         "tick_interval": 0.1,
         "failover": {"enabled": false},
         "defaults": {"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 0.6, "recovery_jitter": 0},
@@ -33,45 +24,20 @@ fn stack(extra: Value, concurrency: u32) -> Stack {
     for (k, v) in extra.as_object().unwrap() {
         cfg[k] = v.clone();
     }
-    let envoy = Envoy::builder()
-        .concurrency(concurrency)
-        .filter_config(cfg.to_string())
-        .clusters(&[
-            ("openai", openai.port()),
-            ("anthropic", anthropic.port()),
-            ("webhook", webhook.port()),
-        ])
-        .route_timeout(Duration::from_millis(500))
-        .start();
-    Stack {
-        openai,
-        anthropic,
-        webhook,
-        envoy,
-    }
+    Stack::start(&cfg, concurrency, Duration::from_millis(500))
 }
 
-impl Stack {
-    fn chat(&self) -> Response {
-        post_chat(&self.envoy.addr(), "gpt-4o-mini", &[])
-    }
+/// A metric that must exist.
+fn value(s: &Stack, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.metric(name, labels)
+        .unwrap_or_else(|| panic!("{name}{labels:?} missing"))
+}
 
-    fn health(&self) -> Value {
-        http(
-            "GET",
-            &format!("{}/health/circuit-breakers", self.envoy.addr()),
-            &[],
-            b"",
-        )
-        .json()
-    }
+trait Outage {
+    fn outage_and_recovery(&self, rerouted: usize);
+}
 
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.envoy
-            .metric(name, labels)
-            .unwrap_or_else(|| panic!("{name}{labels:?} missing"))
-    }
-
+impl Outage for Stack {
     /// Trips openai with 5 failures, reroutes `rerouted` requests, then recovers it.
     fn outage_and_recovery(&self, rerouted: usize) {
         self.openai.set_mode(r#"{"mode":"error","status":500}"#);
@@ -97,7 +63,7 @@ fn prometheus_metrics_follow_the_seed_scenario() {
     let s = stack(json!({}), 2);
     let up = [("upstream", "openai")];
     assert_eq!(
-        s.metric("circuit_breaker_state", &up),
+        value(&s, "circuit_breaker_state", &up),
         0.0,
         "defined and current before traffic"
     );
@@ -105,16 +71,18 @@ fn prometheus_metrics_follow_the_seed_scenario() {
     for _ in 0..5 {
         s.chat();
     }
-    assert_eq!(s.metric("circuit_breaker_state", &up), 1.0);
+    assert_eq!(value(&s, "circuit_breaker_state", &up), 1.0);
     assert_eq!(
-        s.metric(
+        value(
+            &s,
             "circuit_breaker_failures",
             &[("upstream", "openai"), ("reason", "status_5xx")]
         ),
         5.0
     );
     assert_eq!(
-        s.metric(
+        value(
+            &s,
             "circuit_breaker_requests",
             &[("upstream", "openai"), ("outcome", "failure")]
         ),
@@ -124,15 +92,17 @@ fn prometheus_metrics_follow_the_seed_scenario() {
         s.chat();
     }
     assert_eq!(
-        s.metric(
+        value(
+            &s,
             "circuit_breaker_fallbacks",
             &[("from", "openai"), ("to", "anthropic")]
         ),
         7.0
     );
-    assert_eq!(s.metric("circuit_breaker_rejected", &up), 7.0);
+    assert_eq!(value(&s, "circuit_breaker_rejected", &up), 7.0);
     assert_eq!(
-        s.metric(
+        value(
+            &s,
             "circuit_breaker_requests",
             &[("upstream", "anthropic"), ("outcome", "success")]
         ),
@@ -149,14 +119,15 @@ fn prometheus_metrics_follow_the_seed_scenario() {
     for _ in 0..2 {
         s.chat();
     }
-    assert_eq!(s.metric("circuit_breaker_state", &up), 0.0);
+    assert_eq!(value(&s, "circuit_breaker_state", &up), 0.0);
     for (from, to) in [
         ("closed", "open"),
         ("open", "half_open"),
         ("half_open", "closed"),
     ] {
         assert_eq!(
-            s.metric(
+            value(
+                &s,
                 "circuit_breaker_transitions",
                 &[("upstream", "openai"), ("from", from), ("to", to)]
             ),
@@ -165,13 +136,14 @@ fn prometheus_metrics_follow_the_seed_scenario() {
         );
     }
     assert_eq!(
-        s.metric(
+        value(
+            &s,
             "circuit_breaker_probes",
             &[("upstream", "openai"), ("result", "success")]
         ),
         2.0
     );
-    assert_eq!(s.metric("circuit_breaker_all_open", &[]), 0.0);
+    assert_eq!(value(&s, "circuit_breaker_all_open", &[]), 0.0);
     // The outage duration lands in the histogram at the next stats flush.
     let count = s.envoy.wait_metric(
         "circuit_breaker_open_duration_ms",
@@ -198,9 +170,9 @@ fn all_open_fast_fails_are_counted() {
     for _ in 0..4 {
         assert_eq!(s.chat().status, 503);
     }
-    assert_eq!(s.metric("circuit_breaker_all_open", &[]), 4.0);
+    assert_eq!(value(&s, "circuit_breaker_all_open", &[]), 4.0);
     assert_eq!(
-        s.metric("circuit_breaker_rejected", &[("upstream", "anthropic")]),
+        value(&s, "circuit_breaker_rejected", &[("upstream", "anthropic")]),
         4.0
     );
 }
@@ -322,7 +294,7 @@ fn webhook_gets_exactly_one_slack_alert_per_transition_across_workers() {
         "application/json"
     );
     assert_eq!(
-        s.metric("circuit_breaker_alerts", &[("result", "sent")]),
+        value(&s, "circuit_breaker_alerts", &[("result", "sent")]),
         2.0
     );
 }
@@ -364,7 +336,7 @@ fn json_alerts_cover_half_open_and_min_interval_suppresses_flapping() {
     std::thread::sleep(Duration::from_millis(1_200));
     assert_eq!(alerts(&s.webhook).len(), 3);
     assert_eq!(
-        s.metric("circuit_breaker_alerts", &[("result", "suppressed")]),
+        value(&s, "circuit_breaker_alerts", &[("result", "suppressed")]),
         3.0
     );
 }

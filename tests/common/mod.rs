@@ -1252,3 +1252,82 @@ pub fn sum_metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Op
         (!matching.is_empty()).then(|| matching.iter().sum())
     })
 }
+
+// =============================================================================================
+// Provider stack
+// =============================================================================================
+
+/// The health path the stack configs use.
+pub const HEALTH_PATH: &str = "/health/circuit-breakers";
+
+/// The providers the integration tests put behind Envoy, on free ports: `openai`,
+/// `anthropic`, `azure` (cluster `azure-openai`) and a `webhook` receiver for alerts.
+pub struct Stack {
+    pub openai: Mock,
+    pub anthropic: Mock,
+    pub azure: Mock,
+    pub webhook: Mock,
+    pub envoy: Envoy,
+}
+
+impl Stack {
+    /// Starts the mocks, then Envoy with the filter configured by `filter_config` in front.
+    pub fn start(filter_config: &Value, concurrency: u32, route_timeout: Duration) -> Stack {
+        let openai = Mock::start("openai");
+        let anthropic = Mock::start("anthropic");
+        let azure = Mock::start("azure");
+        let webhook = Mock::start("webhook");
+        let envoy = Envoy::builder()
+            .concurrency(concurrency)
+            .filter_config(filter_config.to_string())
+            .clusters(&[
+                ("openai", openai.port()),
+                ("anthropic", anthropic.port()),
+                ("azure-openai", azure.port()),
+                ("webhook", webhook.port()),
+            ])
+            .route_timeout(route_timeout)
+            .start();
+        Stack {
+            openai,
+            anthropic,
+            azure,
+            webhook,
+            envoy,
+        }
+    }
+
+    /// One OpenAI chat completion through Envoy.
+    pub fn chat(&self) -> Response {
+        post_chat(&self.envoy.addr(), "gpt-4o-mini", &[])
+    }
+
+    /// The filter's health JSON (the config must set `health_path` to [`HEALTH_PATH`]).
+    pub fn health(&self) -> Value {
+        let r = http(
+            "GET",
+            &format!("{}{HEALTH_PATH}", self.envoy.addr()),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// A breaker's state as the health endpoint reports it.
+    pub fn state(&self, upstream: &str) -> String {
+        self.health()["providers"][upstream]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    }
+
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.envoy.metric(name, labels)
+    }
+}
+
+/// The upstream the filter says served a response.
+pub fn served_by(r: &Response) -> &str {
+    r.header("x-ai-cb-served-by").unwrap_or("<none>")
+}
