@@ -350,6 +350,19 @@ impl Breaker {
         }
     }
 
+    /// Whether recording `outcome` for `ticket` can change any state. When it cannot, the
+    /// adapter skips reading shared data at all: the common success in CLOSED costs nothing.
+    pub fn record_is_noop(policy: &Policy, ticket: Ticket, outcome: &Outcome) -> bool {
+        if policy.mode == Mode::Disabled {
+            return true;
+        }
+        match (ticket, outcome) {
+            (Ticket::Uncounted, _) | (Ticket::Counted, Outcome::Ignored) => true,
+            (Ticket::Counted, Outcome::Success) => policy.failure_rate.is_none(),
+            _ => false,
+        }
+    }
+
     /// Frees whatever a request held without counting an outcome (the client went away).
     pub fn release(&mut self, ticket: Ticket) -> Change {
         if let (Ticket::Probe(id), State::HalfOpen { probes, .. }) = (ticket, &mut self.state) {

@@ -11,8 +11,8 @@ use proxy_wasm::types::Action;
 
 use super::host;
 use super::runtime::{Runtime, StopIteration};
-use crate::breaker::Admission;
 use crate::breaker::Ticket;
+use crate::breaker::{Admission, Breaker};
 use crate::classifier::{classify, Outcome, ResponseInfo};
 use crate::config::UpstreamId;
 use crate::failover::{
@@ -136,8 +136,9 @@ impl Filter {
                     sink.fallback(primary, upstream);
                     self.apply_rewrite(upstream);
                 }
+                // Envoy re-resolves the route when a filter built for ABI 0.2.1 changes a
+                // request header, so no explicit clear_route_cache call is needed.
                 host::set_request_header(&cfg.route_header, Some(&cfg.upstreams[upstream].cluster));
-                host::clear_route_cache();
                 self.served = Some(Served {
                     upstream,
                     ticket,
@@ -209,11 +210,21 @@ impl Filter {
     /// announced body fits `max_body_bytes`.
     fn new_retry(&self, end_of_stream: bool) -> Option<Retry> {
         let cfg = &self.rt.config.failover;
-        let method = host::request_header(":method")?;
-        if !method_eligible(cfg, &method) {
+        if !cfg.enabled {
             return None;
         }
-        let announced = host::request_header("content-length").and_then(|v| v.parse().ok());
+        // One host call for the whole map, which the retry keeps anyway.
+        let headers = host::request_headers();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if !method_eligible(cfg, get(":method")?) {
+            return None;
+        }
+        let announced = get("content-length").and_then(|v| v.parse().ok());
         if announced.is_some_and(|n| !body_fits(cfg, n)) {
             return None;
         }
@@ -221,7 +232,7 @@ impl Filter {
             body: Vec::new(),
             body_complete: end_of_stream,
             too_large: false,
-            headers: host::request_headers(),
+            headers,
             tried: Vec::new(),
             called: Vec::new(),
             attempts: 0,
@@ -411,7 +422,6 @@ impl Filter {
             None => {
                 self.primary = None;
                 host::set_request_header(&self.rt.config.route_header, None);
-                host::clear_route_cache();
             }
         }
     }
@@ -590,28 +600,43 @@ impl HttpContext for Filter {
         let (u, ticket, started_ms) = (served.upstream, served.ticket, served.started_ms);
         let rt = Rc::clone(&self.rt);
         let upstream = &rt.config.upstreams[u];
-        let now = host::now_ms();
         let status = host::response_header(":status").and_then(|s| s.parse::<u16>().ok());
-        let retry_after = host::response_header("retry-after");
-        // A plain success needs nothing else from the host: keep the hot path short.
-        let (flags, details, reset) = match status {
-            Some(s) if s < 400 => (0, None, None),
-            _ => (
-                host::property_u64(&["response", "flags"]).unwrap_or(0),
-                host::property_string(&["response", "code_details"]),
-                ratelimit_reset(host::response_header),
-            ),
+        let (outcome, now) = match status {
+            // A plain success with no slow-call rule needs nothing else from the host, and
+            // the clock only when recording it can change the state (a probe, the rate rule).
+            Some(s) if s < 400 && upstream.policy.slow_call_ms.is_none() => {
+                let now = if Breaker::record_is_noop(&upstream.policy, ticket, &Outcome::Success) {
+                    0
+                } else {
+                    host::now_ms()
+                };
+                (Outcome::Success, now)
+            }
+            _ => {
+                let now = host::now_ms();
+                let failing = !matches!(status, Some(s) if s < 400);
+                let (flags, details, retry_after, reset) = if failing {
+                    (
+                        host::property_u64(&["response", "flags"]).unwrap_or(0),
+                        host::property_string(&["response", "code_details"]),
+                        host::response_header("retry-after"),
+                        ratelimit_reset(host::response_header),
+                    )
+                } else {
+                    (0, None, None, None)
+                };
+                let info = ResponseInfo {
+                    status,
+                    flags,
+                    details: details.as_deref(),
+                    duration_ms: now.saturating_sub(started_ms),
+                    retry_after: retry_after.as_deref(),
+                    ratelimit_reset: reset.as_deref(),
+                    now_ms: now,
+                };
+                (classify(&info, &upstream.policy), now)
+            }
         };
-        let info = ResponseInfo {
-            status,
-            flags,
-            details: details.as_deref(),
-            duration_ms: now.saturating_sub(started_ms),
-            retry_after: retry_after.as_deref(),
-            ratelimit_reset: reset.as_deref(),
-            now_ms: now,
-        };
-        let outcome = classify(&info, &upstream.policy);
         self.record(u, ticket, now, &outcome);
         host::set_response_header(&rt.config.response_header, Some(&upstream.name));
         if triggers(&rt.config.failover, &outcome).is_some() {

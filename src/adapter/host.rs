@@ -80,11 +80,6 @@ pub fn property_string(path: &[&str]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Makes Envoy re-resolve the route after the route header changed.
-pub fn clear_route_cache() {
-    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-}
-
 pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) {
     let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
 }

@@ -165,6 +165,9 @@ impl Runtime {
     /// Records a finished request's outcome against the upstream that served it.
     pub fn record(&self, u: UpstreamId, now_ms: u64, ticket: Ticket, outcome: Outcome) {
         let policy = &self.config.upstreams[u].policy;
+        if Breaker::record_is_noop(policy, ticket, &outcome) {
+            return;
+        }
         // Only a failure can open the breaker and need jitter: spare the host call otherwise.
         let random = match outcome {
             Outcome::Failure { .. } => host::random_unit(),

@@ -593,3 +593,41 @@ fn config_reload_with_new_window_resets_counts() {
     assert_eq!(b.window.totals(0).0, 0);
     assert_eq!(b.window.bucket_ms, 500);
 }
+
+#[test]
+fn record_is_noop_exactly_when_recording_changes_nothing() {
+    let outcomes = [OK, FAIL, Outcome::Ignored];
+    for p in [seed_policy(), rate_policy()] {
+        for start in [Breaker::new(&p), open_at(&p, 0)] {
+            for outcome in outcomes {
+                let mut b = start.clone();
+                let ticket = match b.admit(&p, 40_000).0 {
+                    Admission::Admitted(t) => t,
+                    Admission::Rejected { .. } => Ticket::Counted,
+                };
+                let before = b.clone();
+                let noop = Breaker::record_is_noop(&p, ticket, &outcome);
+                let change = b.record(&p, 40_001, ticket, outcome, 0.5);
+                if noop {
+                    assert_eq!(change, Change::default(), "{ticket:?} {outcome:?}");
+                    assert_eq!(b, before);
+                }
+            }
+        }
+    }
+    assert!(Breaker::record_is_noop(
+        &seed_policy(),
+        Ticket::Counted,
+        &OK
+    ));
+    assert!(!Breaker::record_is_noop(
+        &rate_policy(),
+        Ticket::Counted,
+        &OK
+    ));
+    assert!(!Breaker::record_is_noop(
+        &seed_policy(),
+        Ticket::Probe(1),
+        &OK
+    ));
+}
