@@ -76,7 +76,7 @@ mock:
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native test-wasm demo-check
+test: test-native test-wasm demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
 # built by `build`, and the pip Envoy). The test profile, not --release: with the release
