@@ -440,6 +440,16 @@ fn a_client_sent_route_header_cannot_pick_a_cluster() {
         &[("x-ai-cb-upstream", "anthropic")],
     );
     assert_eq!((r.status, served_by(&r)), (200, "openai"));
+    // Sent twice, the header still cannot win over the filter's value.
+    let r = post_chat(
+        &s.envoy.addr(),
+        "gpt-4o-mini",
+        &[
+            ("x-ai-cb-upstream", "anthropic"),
+            ("x-ai-cb-upstream", "azure-openai"),
+        ],
+    );
+    assert_eq!((r.status, served_by(&r)), (200, "openai"));
     // Even on a path no filter route matches, the client's value is removed.
     let r = http(
         "GET",
@@ -448,8 +458,8 @@ fn a_client_sent_route_header_cannot_pick_a_cluster() {
         b"",
     );
     assert_ne!(r.status, 200);
-    assert_eq!(s.anthropic.hits(), 0);
-    assert_eq!(s.openai.hits(), 1);
+    assert_eq!(s.anthropic.hits() + s.azure.hits(), 0);
+    assert_eq!(s.openai.hits(), 2);
 }
 
 #[test]

@@ -169,6 +169,12 @@ impl Filter {
         }
     }
 
+    /// A request no route claims passes through, minus any client-sent route header.
+    fn unrouted(&self) -> Action {
+        host::set_request_header(&self.rt.config.route_header, None);
+        Action::Continue
+    }
+
     /// Applies a fallback's rewrite: path, host and headers now, `model` once the body is in.
     fn apply_rewrite(&mut self, upstream: UpstreamId) {
         let rt = Rc::clone(&self.rt);
@@ -380,7 +386,7 @@ impl Filter {
         let provisional = self.match_request(ModelLookup::Known(None));
         let action = match provisional {
             RouteMatch::Upstream(p) => self.route(p, now_ms),
-            _ => Action::Continue,
+            _ => self.unrouted(),
         };
         if self.local_reply || self.rt.stop_iteration.get() == StopIteration::Denied {
             return action;
@@ -421,7 +427,7 @@ impl Filter {
             }
             None => {
                 self.primary = None;
-                host::set_request_header(&self.rt.config.route_header, None);
+                self.unrouted();
             }
         }
     }
@@ -510,8 +516,6 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let rt = Rc::clone(&self.rt);
-        // A client must never choose a cluster.
-        host::set_request_header(&rt.config.route_header, None);
         self.path = host::request_header(":path").unwrap_or_default();
         if let Some(hp) = &rt.config.health_path {
             if self.path.split('?').next() == Some(hp.as_str()) {
@@ -527,13 +531,15 @@ impl HttpContext for Filter {
         if matched != RouteMatch::NoRoute {
             self.retry = self.new_retry(end_of_stream);
         }
+        // A client must never choose a cluster. A routed request gets the header set (which
+        // replaces any client value); every other request has it removed.
         match matched {
-            RouteMatch::NoRoute => Action::Continue,
+            RouteMatch::NoRoute => self.unrouted(),
             RouteMatch::Upstream(p) => self.route(p, now),
             RouteMatch::NeedsBody if end_of_stream => {
                 match self.match_request(ModelLookup::Known(None)) {
                     RouteMatch::Upstream(p) => self.route(p, now),
-                    _ => Action::Continue,
+                    _ => self.unrouted(),
                 }
             }
             RouteMatch::NeedsBody => self.route_on_body(now),

@@ -12,11 +12,11 @@ use log::{info, warn};
 use super::envoy_metrics::EnvoyMetrics;
 use super::host;
 use crate::alert::{payload, AlertDecision, AlertEvent, AlertLog};
-use crate::breaker::{Admission, Breaker, Change, Snapshot, Ticket, Transition};
+use crate::breaker::{Admission, Breaker, Change, Snapshot, StateKind, Ticket, Transition};
 use crate::classifier::Outcome;
 use crate::config::{Config, UpstreamId};
 use crate::metrics::{record_transition, AlertResult, MetricsSink};
-use crate::state_codec::{decode_or_closed, encode};
+use crate::state_codec::{active_set, decode_or_closed, encode};
 
 /// Attempts of one compare-and-swap update before giving up.
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -43,6 +43,8 @@ pub struct Runtime {
     pub routes_on_host: bool,
     keys: Vec<String>,
     alert_keys: Vec<String>,
+    /// Shared key listing the breakers that are not CLOSED (see [`active_set`]).
+    active_key: String,
     metrics: EnvoyMetrics,
     alerts: RefCell<Vec<PendingAlert>>,
     /// Requests paused at headers waiting for their body: `(context id, resume deadline)`.
@@ -75,12 +77,17 @@ impl Runtime {
                 let _ = host::shared_set(key, &AlertLog::default().encode(), None);
             }
         }
+        let active_key = format!("{KEY_PREFIX}.active");
+        if host::shared_get(&active_key).0.is_none() {
+            let _ = host::shared_set(&active_key, &[], None);
+        }
         let metrics = EnvoyMetrics::define(&config);
         let rt = Runtime {
             routes_on_host: config.routes.iter().any(|r| r.host.is_some()),
             config,
             keys,
             alert_keys,
+            active_key,
             metrics,
             alerts: RefCell::new(Vec::new()),
             paused: RefCell::new(Vec::new()),
@@ -192,15 +199,37 @@ impl Runtime {
             .snapshot(&self.config.upstreams[u].policy, now_ms)
     }
 
-    /// Moves every breaker forward in time and refreshes the state gauges.
+    /// Moves the breakers that are not CLOSED forward in time (OPEN → HALF_OPEN, expired
+    /// probe slots) and refreshes their gauges. Closed breakers need nothing: every
+    /// transition sets the gauge when it happens.
     pub fn tick(&self, now_ms: u64) {
-        for (u, up) in self.config.upstreams.iter().enumerate() {
+        let (bytes, _) = host::shared_get(&self.active_key);
+        for name in active_set::decode(bytes.as_deref().unwrap_or(&[])) {
+            let Some(u) = self.config.upstream_id(&name) else {
+                continue;
+            };
+            let policy = &self.config.upstreams[u].policy;
             let (kind, _) = self.update(u, |b| {
-                let c = b.advance(&up.policy, now_ms);
-                (b.kind(&up.policy), c)
+                let c = b.advance(policy, now_ms);
+                (b.kind(policy), c)
             });
             self.sink().state(u, kind);
         }
+    }
+
+    /// Records in the shared set whether upstream `u` is away from CLOSED.
+    fn mark_active(&self, u: UpstreamId, member: bool) {
+        let name = &self.config.upstreams[u].name;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (bytes, cas) = host::shared_get(&self.active_key);
+            let mut names = active_set::decode(bytes.as_deref().unwrap_or(&[]));
+            if !active_set::set(&mut names, name, member)
+                || host::shared_set(&self.active_key, &active_set::encode(&names), cas).is_ok()
+            {
+                return;
+            }
+        }
+        warn!("upstream {name}: could not update the set of open breakers");
     }
 
     /// Requests paused for their body past their deadline: Envoy did not grant
@@ -232,6 +261,11 @@ impl Runtime {
     fn on_transition(&self, u: UpstreamId, t: &Transition) {
         let up = &self.config.upstreams[u];
         record_transition(&mut self.sink(), u, t);
+        if t.to == StateKind::Closed {
+            self.mark_active(u, false);
+        } else if t.from == StateKind::Closed {
+            self.mark_active(u, true);
+        }
         info!(
             "upstream {}: {} -> {} ({})",
             up.name,

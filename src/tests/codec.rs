@@ -91,3 +91,24 @@ fn decode_error_messages_are_readable() {
         "breaker state version 9 (expected 1)"
     );
 }
+
+#[test]
+fn active_set_adds_removes_and_round_trips() {
+    use crate::state_codec::active_set;
+    let mut names = active_set::decode(b"");
+    assert!(names.is_empty());
+    assert!(active_set::set(&mut names, "openai", true));
+    assert!(
+        !active_set::set(&mut names, "openai", true),
+        "already a member"
+    );
+    assert!(active_set::set(&mut names, "azure-2", true));
+    assert_eq!(active_set::decode(&active_set::encode(&names)), names);
+    assert!(active_set::set(&mut names, "openai", false));
+    assert!(!active_set::set(&mut names, "openai", false));
+    assert_eq!(names, vec!["azure-2".to_string()]);
+    assert!(
+        active_set::decode(&[0xff, 0xfe]).is_empty(),
+        "garbage is an empty set"
+    );
+}
