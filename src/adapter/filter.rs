@@ -11,8 +11,7 @@ use proxy_wasm::types::Action;
 
 use super::host;
 use super::runtime::{Runtime, StopIteration};
-use crate::breaker::Ticket;
-use crate::breaker::{Admission, Breaker};
+use crate::breaker::{Admission, Breaker, Ticket};
 use crate::classifier::{classify, Outcome, ResponseInfo};
 use crate::config::UpstreamId;
 use crate::failover::{
