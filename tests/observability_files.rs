@@ -563,19 +563,7 @@ fn dashboard_queries_only_metrics_the_filter_defines() {
     );
     // Queries inside the collapsed row are part of what is checked.
     assert!(exprs.iter().any(|e| e.contains("circuit_breaker_alerts")));
-    let problems: Vec<String> = exprs
-        .iter()
-        .flat_map(|e| {
-            unknown_metrics(e)
-                .into_iter()
-                .map(move |m| format!("{m} in: {e}"))
-        })
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "dashboard queries unknown metrics:\n{}",
-        problems.join("\n")
-    );
+    assert_only_known_metrics("dashboard queries", &exprs);
 }
 
 #[test]
@@ -728,6 +716,11 @@ fn rules_each_have_alert_expr_severity_summary_description_and_runbook() {
 #[test]
 fn rules_query_only_metrics_the_filter_defines() {
     let exprs = rule_exprs(&rule_file());
+    assert_only_known_metrics("rules query", &exprs);
+}
+
+/// Fails with every unknown metric and the expression it appears in.
+fn assert_only_known_metrics(what: &str, exprs: &[String]) {
     let problems: Vec<String> = exprs
         .iter()
         .flat_map(|e| {
@@ -738,7 +731,7 @@ fn rules_query_only_metrics_the_filter_defines() {
         .collect();
     assert!(
         problems.is_empty(),
-        "rules query unknown metrics:\n{}",
+        "{what} unknown metrics:\n{}",
         problems.join("\n")
     );
 }
