@@ -68,19 +68,13 @@ impl Runtime {
             .map(|u| format!("{KEY_PREFIX}.alerts.{}", u.name))
             .collect();
         for (key, u) in keys.iter().zip(&config.upstreams) {
-            if host::shared_get(key).0.is_none() {
-                let _ = host::shared_set(key, &encode(&Breaker::new(&u.policy)), None);
-            }
+            create_key(key, &encode(&Breaker::new(&u.policy)));
         }
         for key in &alert_keys {
-            if host::shared_get(key).0.is_none() {
-                let _ = host::shared_set(key, &AlertLog::default().encode(), None);
-            }
+            create_key(key, &AlertLog::default().encode());
         }
         let active_key = format!("{KEY_PREFIX}.active");
-        if host::shared_get(&active_key).0.is_none() {
-            let _ = host::shared_set(&active_key, &[], None);
-        }
+        create_key(&active_key, &[]);
         let metrics = EnvoyMetrics::define(&config);
         let rt = Runtime {
             routes_on_host: config.routes.iter().any(|r| r.host.is_some()),
@@ -94,9 +88,9 @@ impl Runtime {
             stop_iteration: Cell::new(StopIteration::Unknown),
             decode_error_logged: Cell::new(false),
         };
+        let now = host::now_ms();
         for u in 0..rt.config.upstreams.len() {
-            let s = rt.snapshot(u, host::now_ms());
-            rt.sink().state(u, s.state);
+            rt.sink().state(u, rt.snapshot(u, now).state);
         }
         rt
     }
@@ -301,5 +295,13 @@ impl Runtime {
                 });
             }
         }
+    }
+}
+
+/// Creates a shared-data key that does not exist yet (a reload keeps existing state).
+/// Creation ignores CAS, which is why it happens at configure time, before traffic.
+fn create_key(key: &str, initial: &[u8]) {
+    if host::shared_get(key).0.is_none() {
+        let _ = host::shared_set(key, initial, None);
     }
 }
