@@ -83,6 +83,9 @@ pub struct Filter {
     rewritten: Vec<(String, Option<String>)>,
     /// Kept for in-request failover; `None` when the request is not eligible.
     retry: Option<Retry>,
+    /// The request header map, read whole (one host call) when failover may keep it;
+    /// routing looks headers up here instead of asking the host for each.
+    request_headers: Option<Vec<(String, String)>>,
 }
 
 impl Filter {
@@ -99,13 +102,14 @@ impl Filter {
             rewrite_model: None,
             rewritten: Vec::new(),
             retry: None,
+            request_headers: None,
         }
     }
 
     /// Finds the primary on the request's headers (and its model, when known), using the
     /// path and authority as the client sent them (a fallback's rewrite may change both).
     fn match_request(&self, model: ModelLookup<'_>) -> RouteMatch {
-        let header = |name: &str| host::request_header(name);
+        let header = |name: &str| self.request_header(name);
         let req = RequestView {
             path: &self.path,
             host: &self.authority,
@@ -168,6 +172,19 @@ impl Filter {
         }
     }
 
+    /// A request header as the client sent it: from the map read at request time (kept by
+    /// the retry once routed) when there is one, else from the host.
+    fn request_header(&self, name: &str) -> Option<String> {
+        let map = self
+            .request_headers
+            .as_ref()
+            .or(self.retry.as_ref().map(|r| &r.headers));
+        match map {
+            Some(map) => map.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+            None => host::request_header(name),
+        }
+    }
+
     /// A request no route claims passes through, minus any client-sent route header.
     fn unrouted(&self) -> Action {
         host::set_request_header(&self.rt.config.route_header, None);
@@ -213,13 +230,10 @@ impl Filter {
 
     /// A routed request may be re-sent when failover is on, its method is eligible and its
     /// announced body fits `max_body_bytes`.
-    fn new_retry(&self, end_of_stream: bool) -> Option<Retry> {
+    fn new_retry(&mut self, end_of_stream: bool) -> Option<Retry> {
         let cfg = &self.rt.config.failover;
-        if !cfg.enabled {
-            return None;
-        }
-        // One host call for the whole map, which the retry keeps anyway.
-        let headers = host::request_headers();
+        // The whole map was read at request time when failover is on.
+        let headers = self.request_headers.as_ref()?;
         let get = |name: &str| {
             headers
                 .iter()
@@ -233,6 +247,8 @@ impl Filter {
         if announced.is_some_and(|n| !body_fits(cfg, n)) {
             return None;
         }
+        // The retry keeps the map; header lookups read it there from now on.
+        let headers = self.request_headers.take()?;
         Some(Retry {
             body: Vec::new(),
             body_complete: end_of_stream,
@@ -515,7 +531,11 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let rt = Rc::clone(&self.rt);
-        self.path = host::request_header(":path").unwrap_or_default();
+        if rt.config.failover.enabled {
+            // One host call for everything failover would keep, and routing reads from it.
+            self.request_headers = Some(host::request_headers());
+        }
+        self.path = self.request_header(":path").unwrap_or_default();
         if let Some(hp) = &rt.config.health_path {
             if self.path.split('?').next() == Some(hp.as_str()) {
                 return self.serve_health();
@@ -523,7 +543,7 @@ impl HttpContext for Filter {
         }
         // `:authority` is only read when some route matches on the host.
         if rt.routes_on_host {
-            self.authority = host::request_header(":authority").unwrap_or_default();
+            self.authority = self.request_header(":authority").unwrap_or_default();
         }
         let now = host::now_ms();
         let matched = self.match_request(ModelLookup::Unknown);
