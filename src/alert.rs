@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::breaker::{StateKind, Transition};
 use crate::config::{AlertFormat, AlertOn, Alerting};
-use crate::health::format_rfc3339;
+use crate::hints::format_rfc3339;
+use crate::store::{Codec, DecodeError};
 
 /// Per-breaker alert history, stored beside the breaker state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,8 +81,10 @@ impl AlertLog {
             }
         }
     }
+}
 
-    pub fn encode(&self) -> Vec<u8> {
+impl Codec for AlertLog {
+    fn encode(&self) -> Vec<u8> {
         let mut v = vec![1u8, u8::from(self.outage_announced)];
         v.extend_from_slice(
             &self
@@ -92,19 +95,18 @@ impl AlertLog {
         v
     }
 
-    /// Decodes; anything unreadable is an empty log.
-    pub fn decode(bytes: &[u8]) -> AlertLog {
+    fn decode(bytes: &[u8]) -> Result<AlertLog, DecodeError> {
         match bytes {
-            [1, announced, rest @ ..] if rest.len() == 8 => {
-                let mut raw = [0u8; 8];
-                raw.copy_from_slice(rest);
+            [1, announced, rest @ ..] => {
+                let raw: [u8; 8] = rest.try_into().map_err(|_| DecodeError::Truncated)?;
                 let t = u64::from_le_bytes(raw);
-                AlertLog {
+                Ok(AlertLog {
                     last_open_sent_ms: t.checked_sub(1),
                     outage_announced: *announced == 1,
-                }
+                })
             }
-            _ => AlertLog::default(),
+            [] => Err(DecodeError::Empty),
+            [v, ..] => Err(DecodeError::UnsupportedVersion(*v)),
         }
     }
 }

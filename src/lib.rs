@@ -1,22 +1,37 @@
 //! ai-circuit-breaker: a circuit breaker for AI API traffic, built as a proxy-wasm filter.
 //!
-//! The crate has a pure core (no proxy-wasm types, time passed in, never panics) and a thin
-//! adapter that only exists when compiled for `wasm32-wasip1`, the target Envoy loads.
+//! The crate is a pure core and a thin adapter. The core takes time as an argument or from
+//! its [`host::Host`], never panics and is unit-tested natively and as wasm:
 //!
-//! Core: [`config`] (the public API), [`breaker`] (the state machine) over [`window`],
-//! [`classifier`] (what counts as a failure), [`routing`] (which upstream serves),
-//! [`state_codec`] (shared-data encoding) and [`metrics`] (what is measured).
+//! - [`config`]: the JSON configuration, parsed ([`config`]'s `raw`) and compiled into a typed
+//!   [`config::Config`];
+//! - [`outcome`]: the shared vocabulary (outcomes and failure reasons);
+//! - [`classify`]: what an attempt's answer means for its upstream's breaker, with
+//!   [`hints`] for the providers' Retry-After and rate-limit headers;
+//! - [`breaker`]: one upstream's state machine, over its rolling window;
+//! - [`routing`]: which upstream a request belongs to and which one serves it;
+//! - [`exchange`]: one request's lifecycle, a state machine of events and effects;
+//! - [`store`]: typed values in shared data, updated by compare-and-swap;
+//! - [`runtime`]: one worker's view of every breaker, transitions and alerts;
+//! - [`health`], [`alert`], [`metrics`]: what operators see.
+//!
+//! The adapter (`adapter`, only compiled for `wasm32-wasip1`, the target Envoy loads) turns
+//! proxy-wasm callbacks into events and effects into host calls.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod alert;
 pub mod breaker;
-pub mod classifier;
+pub mod classify;
 pub mod config;
-pub mod failover;
+pub mod exchange;
 pub mod health;
+pub mod hints;
+pub mod host;
 pub mod metrics;
+pub mod outcome;
 pub mod routing;
-pub mod state_codec;
-pub mod window;
+pub mod runtime;
+pub mod store;
 
 #[cfg(target_os = "wasi")]
 mod adapter;

@@ -1,13 +1,10 @@
 //! The routing decision: which upstream a request belongs to, and which one serves it.
 //!
 //! Routes pick a request's primary upstream (first match wins). The primary and then its
-//! fallbacks, in order, are offered to their breakers; the first that admits serves. When none
-//! admits, the request is answered locally and the earliest `retry_at` becomes the client's
-//! `Retry-After`. Matching on the JSON `model` needs the body, so the matcher says when it
-//! cannot decide on headers alone.
-
-use serde::Deserialize;
-use serde_json::{Map, Value};
+//! fallbacks, in order (its compiled chain), are offered to their breakers; the first that
+//! admits serves. When none admits, the request is answered locally and the earliest
+//! `retry_at` becomes the client's `Retry-After`. Matching on the JSON `model` needs the body,
+//! so the matcher says when it cannot decide on headers alone.
 
 use crate::breaker::{Admission, Ticket};
 use crate::config::{Config, Route, UpstreamId};
@@ -15,7 +12,7 @@ use crate::config::{Config, Route, UpstreamId};
 /// The parts of a request that routes look at.
 pub struct RequestView<'a> {
     pub path: &'a str,
-    /// `:authority`, possibly with a port.
+    /// `:authority`, possibly with a port (empty when no route matches on the host).
     pub host: &'a str,
     /// Looks up a request header by lower-case name.
     pub header: &'a dyn Fn(&str) -> Option<String>,
@@ -89,17 +86,6 @@ fn host_matches(want: &str, authority: &str) -> bool {
     }
 }
 
-/// The primary followed by its fallbacks, in order.
-pub fn candidates(config: &Config, primary: UpstreamId) -> impl Iterator<Item = UpstreamId> + '_ {
-    std::iter::once(primary).chain(
-        config
-            .upstreams
-            .get(primary)
-            .into_iter()
-            .flat_map(|u| u.fallbacks.iter().copied()),
-    )
-}
-
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -118,7 +104,7 @@ pub enum Plan {
 
 /// Offers the request to each candidate's breaker in turn (`admit` asks one breaker).
 pub fn plan(
-    candidates: impl Iterator<Item = UpstreamId>,
+    candidates: impl IntoIterator<Item = UpstreamId>,
     mut admit: impl FnMut(UpstreamId) -> Admission,
 ) -> Plan {
     let mut skipped = Vec::new();
@@ -147,32 +133,4 @@ pub fn plan(
 /// Whole seconds from `now` until `at`, rounded up, at least 1: the `Retry-After` value.
 pub fn retry_after_secs(now_ms: u64, at_ms: u64) -> u64 {
     at_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
-}
-
-#[derive(Deserialize)]
-struct ModelField<'a> {
-    #[serde(borrow, default)]
-    model: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The JSON body's `model` field, if the body is a JSON object with a string `model`.
-pub fn body_model(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<ModelField<'_>>(body)
-        .ok()
-        .and_then(|m| m.model.map(|s| s.into_owned()))
-}
-
-/// The body with its `model` replaced; `None` when the body is not a JSON object.
-pub fn rewrite_body_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
-    let mut obj: Map<String, Value> = serde_json::from_slice(body).ok()?;
-    obj.insert("model".to_string(), Value::String(model.to_string()));
-    serde_json::to_vec(&obj).ok()
-}
-
-/// The OpenAI-style JSON error body of the local all-open answer.
-pub fn all_open_body(message: &str) -> String {
-    serde_json::json!({
-        "error": {"message": message, "type": "circuit_open", "code": "circuit_open"}
-    })
-    .to_string()
 }

@@ -463,7 +463,7 @@ fn a_client_sent_route_header_cannot_pick_a_cluster() {
 }
 
 #[test]
-fn health_endpoint_answers_get_only_and_needs_no_upstream() {
+fn health_endpoint_answers_get_and_head_only_and_needs_no_upstream() {
     let s = stack();
     let h = s.health();
     assert_eq!(h["overall_health"], "healthy");
@@ -479,7 +479,16 @@ fn health_endpoint_answers_get_only_and_needs_no_upstream() {
         b"{}",
     );
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let head = http(
+        "HEAD",
+        &format!("{}/health/circuit-breakers", s.envoy.addr()),
+        &[],
+        b"",
+    );
+    assert_eq!(head.status, 200, "HEAD is answered like GET");
+    assert_eq!(head.header("content-type"), Some("application/json"));
+    assert!(head.body.is_empty(), "HEAD has no body");
     assert_eq!(s.openai.hits() + s.anthropic.hits() + s.azure.hits(), 0);
 }
 

@@ -118,7 +118,7 @@ fn shipped_configs_match_the_filter() {
             .unwrap_or_else(|e| panic!("envoy/{name}: filter configuration rejected: {e}"));
 
         let clusters = bootstrap_clusters(&doc);
-        for u in &config.upstreams {
+        for u in config.upstreams() {
             assert!(
                 clusters.contains(&u.cluster),
                 "envoy/{name}: upstream {} uses cluster {} that the bootstrap lacks ({clusters:?})",

@@ -889,8 +889,11 @@ fn virtualservice_header_routes_match_exactly_the_filter_cluster_values() {
         }
 
         for (label, config) in &configs {
-            let clusters: BTreeSet<String> =
-                config.upstreams.iter().map(|u| u.cluster.clone()).collect();
+            let clusters: BTreeSet<String> = config
+                .upstreams()
+                .iter()
+                .map(|u| u.cluster.clone())
+                .collect();
             let matched: BTreeSet<String> = routed.keys().cloned().collect();
             assert_eq!(
                 matched,
@@ -900,7 +903,7 @@ fn virtualservice_header_routes_match_exactly_the_filter_cluster_values() {
             );
 
             // A fallback's host rewrite and its route must agree on the provider.
-            for upstream in &config.upstreams {
+            for upstream in config.upstreams() {
                 let Some(host) = upstream.rewrite.as_ref().and_then(|r| r.host.clone()) else {
                     continue;
                 };

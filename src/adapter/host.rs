@@ -1,65 +1,128 @@
-//! Non-panicking wrappers over the proxy-wasm host calls the filter uses.
+//! The proxy behind the core's traits: [`ProxyHost`] (clock, randomness, shared data,
+//! stats) and the views events carry (header maps, body buffers, stream properties).
 //!
 //! The SDK's trait helpers `unwrap()` host errors, and a panic aborts the worker's VM. Every
-//! call here turns a host error into `None`/a default instead, so a surprising host answer
-//! degrades one request, never the proxy.
+//! call here turns a host error into `None` or a default instead, so a surprising host
+//! answer degrades one request, never the proxy.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-/// Host wall-clock time in milliseconds since the Unix epoch (0 if unavailable).
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use crate::exchange::{Body, Headers, StreamInfo};
+use crate::host::{Host, Versioned, WriteError};
+use crate::metrics::{MetricKind, MetricsSink, StatSink, Stats};
 
-/// A uniformly distributed value in [0, 1) from the host's entropy (WASI `random_get`).
-pub fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    match getrandom::fill(&mut b) {
-        Ok(()) => (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,
-        Err(_) => 0.5,
+/// Envoy's stats primitives.
+pub struct EnvoyStats;
+
+impl Stats for EnvoyStats {
+    fn define(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment(&self, id: u32) {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+
+    fn record(&self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
     }
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+/// The core's [`Host`] in Envoy.
+pub struct ProxyHost {
+    pub stats: StatSink<EnvoyStats>,
 }
 
-pub fn set_request_header(name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+impl Host for ProxyHost {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn random_unit(&self) -> f64 {
+        let mut b = [0u8; 8];
+        match getrandom::fill(&mut b) {
+            Ok(()) => (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,
+            Err(_) => 0.5,
+        }
+    }
+
+    fn shared_get(&self, key: &str) -> Versioned {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|e| match e {
+            Status::CasMismatch => WriteError::CasMismatch,
+            _ => WriteError::Failed,
+        })
+    }
+
+    fn metrics(&self) -> &dyn MetricsSink {
+        &self.stats
+    }
 }
 
-pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+/// A header map of the current stream (or of the current callout's answer).
+pub struct Map(pub MapType);
+
+impl Headers for Map {
+    fn get(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(self.0, name).ok().flatten()
+    }
+
+    fn all(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(self.0).unwrap_or_default()
+    }
 }
 
-pub fn set_response_header(name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value);
+/// A body buffer of the current stream (or of the current callout's answer).
+pub struct Buffer(pub BufferType);
+
+impl Body for Buffer {
+    fn read(&self, len: usize) -> Vec<u8> {
+        hostcalls::get_buffer(self.0, 0, len)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
 }
 
-pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
-        .ok()
-        .flatten()
+/// Envoy's stream properties.
+pub struct Properties;
+
+impl StreamInfo for Properties {
+    fn response_flags(&self) -> u64 {
+        let bytes = hostcalls::get_property(vec!["response", "flags"])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        bytes
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+
+    fn code_details(&self) -> Option<String> {
+        let bytes = hostcalls::get_property(vec!["response", "code_details"])
+            .ok()
+            .flatten()?;
+        String::from_utf8(bytes).ok()
+    }
 }
 
-pub fn request_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
-        .ok()
-        .flatten()
-}
-
-pub fn replace_request_body(old_size: usize, body: &[u8]) {
-    let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, old_size, body);
+pub fn set_map(map: MapType, name: &str, value: Option<&str>) {
+    let _ = hostcalls::set_map_value(map, name, value);
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
@@ -68,70 +131,27 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// An 8-byte little-endian integer property such as `response.code` or `response.flags`.
-pub fn property_u64(path: &[&str]) -> Option<u64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(raw))
-}
-
-pub fn property_string(path: &[&str]) -> Option<String> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    String::from_utf8(bytes).ok()
-}
-
-pub fn send_response(status: u16, headers: &[(&str, &str)], body: &[u8]) {
-    let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
-}
-
-pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
-}
-
-pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-    hostcalls::set_shared_data(key, Some(value), cas)
-}
-
-pub fn dispatch(
-    cluster: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout_ms: u64,
-) -> Result<u32, Status> {
-    hostcalls::dispatch_http_call(
-        cluster,
-        headers.to_vec(),
-        Some(body),
-        vec![],
-        Duration::from_millis(timeout_ms),
-    )
-}
-
-pub fn resume_request_of(context_id: u32) {
-    if hostcalls::set_effective_context(context_id).is_ok() {
-        let _ = hostcalls::resume_http_request();
-    }
-}
-
 pub fn set_tick_period_ms(ms: u64) {
     let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
 }
 
-pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+/// Makes `context_id` the stream the next host calls act on (from the root context).
+pub fn enter(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
 }
 
-pub fn call_response_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
-}
-
-pub fn call_response_body(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-pub fn resume_response() {
-    let _ = hostcalls::resume_http_response();
+pub fn dispatch(call: &crate::host::HttpCall) -> Option<u32> {
+    let headers: Vec<(&str, &str)> = call
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    hostcalls::dispatch_http_call(
+        &call.cluster,
+        headers,
+        Some(&call.body),
+        vec![],
+        Duration::from_millis(call.timeout_ms),
+    )
+    .ok()
 }

@@ -1,35 +1,79 @@
 //! The proxy-wasm adapter: the thin layer between Envoy and the pure core.
 //!
-//! It only exists for `wasm32-wasip1`. The root context ([`Plugin`]) validates the config,
-//! creates the shared state and metric ids, drives time forward on its tick and sends alert
-//! webhooks; each HTTP stream gets a [`filter::Filter`].
+//! It only exists for `wasm32-wasip1`. The root context ([`Plugin`]) compiles the config into
+//! a [`Runtime`] over the proxy's [`ProxyHost`], moves breakers and waiting exchanges forward
+//! on its tick and sends alert webhooks; each HTTP stream gets a [`filter::Filter`] that feeds
+//! its exchange.
 
-mod envoy_metrics;
 mod filter;
 mod host;
-mod runtime;
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{ContextType, LogLevel, MapType};
 
 use crate::config::Config;
-use crate::metrics::{AlertResult, MetricsSink};
-use filter::Filter;
-use runtime::{Runtime, StopIteration};
+use crate::exchange::{Event, Exchange, Headers};
+use crate::host::Host;
+use crate::metrics::StatSink;
+use crate::runtime::Runtime;
+use filter::{drive, Filter};
+use host::{EnvoyStats, Map, ProxyHost};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Plugin::default()) });
 }}
 
+type Cell = Rc<RefCell<Exchange>>;
+
+/// An exchange the root context may have to reach: one that waits for a tick, or whose
+/// callout was dispatched from the root (its answer then comes to the root).
+struct Watched {
+    context_id: u32,
+    exchange: Weak<RefCell<Exchange>>,
+    root_call: Option<u32>,
+}
+
+/// What one worker's streams and its root context share.
+pub struct Shared {
+    rt: Runtime<ProxyHost>,
+    watched: RefCell<Vec<Watched>>,
+}
+
+impl Shared {
+    /// Keeps an exchange listed while it waits for a tick or a root-dispatched callout.
+    fn watch(&self, context_id: u32, cell: &Cell, root_call: Option<u32>) {
+        let Ok(mut watched) = self.watched.try_borrow_mut() else {
+            return;
+        };
+        let wakes = cell.try_borrow().ok().and_then(|e| e.wake_at()).is_some();
+        watched.retain(|w| w.context_id != context_id || w.root_call.is_some());
+        if wakes || root_call.is_some() {
+            watched.push(Watched {
+                context_id,
+                exchange: Rc::downgrade(cell),
+                root_call,
+            });
+        }
+    }
+
+    /// Drives `event` for an exchange from the root context, on its stream.
+    fn drive_from_root(&self, context_id: u32, cell: &Cell, event: Event<'_>) {
+        if host::enter(context_id) {
+            let token = drive(self, context_id, cell, event).token;
+            self.watch(context_id, cell, token);
+        }
+    }
+}
+
 /// The root context of one worker's VM.
 #[derive(Default)]
 struct Plugin {
-    rt: Option<Rc<Runtime>>,
-    warned_stop_iteration: bool,
+    shared: Option<Rc<Shared>>,
 }
 
 /// Passes everything through; only used if a stream arrives before a valid configuration.
@@ -38,20 +82,28 @@ impl Context for Passthrough {}
 impl HttpContext for Passthrough {}
 
 impl Context for Plugin {
-    fn on_http_call_response(
-        &mut self,
-        _token: u32,
-        _headers: usize,
-        _body: usize,
-        _trailers: usize,
-    ) {
-        let Some(rt) = &self.rt else { return };
-        let status = host::call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
-        match status {
-            Some(s) if (200..300).contains(&s) => rt.sink().alert(AlertResult::Sent),
-            other => {
-                warn!("alert webhook failed: status {other:?}");
-                rt.sink().alert(AlertResult::Failed);
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _: usize) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let owner = shared.watched.try_borrow_mut().ok().and_then(|mut w| {
+            let i = w.iter().position(|x| x.root_call == Some(token))?;
+            let x = w.swap_remove(i);
+            Some((x.context_id, x.exchange.upgrade()?))
+        });
+        match owner {
+            Some((id, cell)) => {
+                if host::enter(id) {
+                    let token = filter::answer(&shared, id, &cell, headers, body).token;
+                    shared.watch(id, &cell, token);
+                }
+            }
+            None => {
+                let map = Map(MapType::HttpCallResponseHeaders);
+                let status = (headers > 0).then_some(map).and_then(|m| m.get(":status"));
+                shared
+                    .rt
+                    .alert_answered(status.and_then(|s| s.parse().ok()));
             }
         }
     }
@@ -63,16 +115,15 @@ impl RootContext for Plugin {
             error!("invalid configuration: config: no plugin configuration given");
             return false;
         };
-        let text = String::from_utf8_lossy(&bytes);
-        match Config::from_json(&text) {
+        match Config::from_json(&String::from_utf8_lossy(&bytes)) {
             Ok(config) => {
-                info!(
-                    "configured {} upstreams, {} routes",
-                    config.upstreams.len(),
-                    config.routes.len()
-                );
+                let (u, r) = (config.upstreams().len(), config.routes.len());
+                info!("configured {u} upstreams, {r} routes");
                 host::set_tick_period_ms(config.tick_interval_ms);
-                self.rt = Some(Rc::new(Runtime::new(config)));
+                let stats = StatSink::define(&config, EnvoyStats);
+                let rt = Runtime::new(config, ProxyHost { stats });
+                let watched = RefCell::new(Vec::new());
+                self.shared = Some(Rc::new(Shared { rt, watched }));
                 true
             }
             Err(e) => {
@@ -83,49 +134,40 @@ impl RootContext for Plugin {
     }
 
     fn on_tick(&mut self) {
-        let Some(rt) = self.rt.clone() else { return };
-        let now = host::now_ms();
-        rt.tick(now);
-        let overdue = rt.take_overdue_pauses(now);
-        if !overdue.is_empty() && rt.stop_iteration.get() != StopIteration::Granted {
-            rt.stop_iteration.set(StopIteration::Denied);
-            if !self.warned_stop_iteration {
-                self.warned_stop_iteration = true;
-                warn!(
-                    "Envoy did not let the filter wait for the request body \
-                     (set allow_on_headers_stop_iteration: true in the wasm PluginConfig); \
-                     routes that match on \"model\" are skipped and requests are routed on headers alone"
-                );
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let now = shared.rt.host.now_ms();
+        shared.rt.tick(now);
+        let due: Vec<(u32, Cell)> = match shared.watched.try_borrow_mut() {
+            Ok(mut watched) => {
+                watched.retain(|w| w.exchange.strong_count() > 0);
+                let wake = |c: &Cell| c.try_borrow().ok().and_then(|e| e.wake_at());
+                watched
+                    .iter()
+                    .filter_map(|w| Some((w.context_id, w.exchange.upgrade()?)))
+                    .filter(|(_, c)| wake(c).is_some_and(|t| t <= now))
+                    .collect()
             }
+            Err(_) => Vec::new(),
+        };
+        for (id, cell) in due {
+            shared.drive_from_root(id, &cell, Event::Tick);
         }
-        for id in overdue {
-            host::resume_request_of(id);
-        }
-        if let Some(cfg) = &rt.config.alerting {
-            for alert in rt.take_alerts() {
-                let mut headers: Vec<(&str, &str)> = vec![
-                    (":method", "POST"),
-                    (":path", &cfg.path),
-                    (":authority", &cfg.authority),
-                    ("content-type", "application/json"),
-                ];
-                headers.extend(cfg.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                if let Err(e) = host::dispatch(
-                    &cfg.cluster,
-                    &headers,
-                    alert.body.as_bytes(),
-                    cfg.timeout_ms,
-                ) {
-                    warn!("alert webhook to cluster {} failed: {e:?}", cfg.cluster);
-                    rt.sink().alert(AlertResult::Failed);
-                }
+        for call in shared.rt.take_alerts() {
+            if host::dispatch(&call).is_none() {
+                warn!(
+                    "alert webhook to cluster {} could not be sent",
+                    call.cluster
+                );
+                shared.rt.alert_answered(None);
             }
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(match &self.rt {
-            Some(rt) => Box::new(Filter::new(Rc::clone(rt), context_id)),
+        Some(match &self.shared {
+            Some(shared) => Box::new(Filter::new(Rc::clone(shared), context_id)),
             None => Box::new(Passthrough),
         })
     }

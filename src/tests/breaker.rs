@@ -1,10 +1,10 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use super::seed_policy;
+use super::default_policy;
 use crate::breaker::*;
-use crate::classifier::{FailureReason, Outcome};
 use crate::config::{FailureRate, Mode, Policy};
+use crate::outcome::{FailureReason, Outcome};
 
 const FAIL: Outcome = Outcome::Failure {
     reason: FailureReason::Status5xx,
@@ -40,7 +40,7 @@ fn open_at(p: &Policy, now: u64) -> Breaker {
 
 #[test]
 fn opens_after_five_failures_in_window() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     for i in 0..4 {
         let c = call(&mut b, &p, 1_000 + i * 1_000, FAIL);
@@ -65,7 +65,7 @@ fn opens_after_five_failures_in_window() {
 
 #[test]
 fn four_failures_leave_it_closed() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     for i in 0..4 {
         call(&mut b, &p, i * 100, FAIL);
@@ -78,7 +78,7 @@ fn four_failures_leave_it_closed() {
 fn threshold_of_one_opens_on_first_failure() {
     let p = Policy {
         failure_threshold: 1,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = Breaker::new(&p);
     let c = call(&mut b, &p, 10, FAIL);
@@ -87,7 +87,7 @@ fn threshold_of_one_opens_on_first_failure() {
 
 #[test]
 fn success_in_closed_reports_nothing_changed() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     call(&mut b, &p, 0, FAIL);
     let before = b.clone();
@@ -98,7 +98,7 @@ fn success_in_closed_reports_nothing_changed() {
 
 #[test]
 fn success_does_not_reset_the_failure_count() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     for i in 0..4 {
         call(&mut b, &p, i, FAIL);
@@ -111,7 +111,7 @@ fn success_does_not_reset_the_failure_count() {
 #[test]
 fn failures_expire_at_the_window_edge() {
     // 60 s window in 20 buckets of 3 s: a failure at t=0 counts until t=59 999.
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     call(&mut b, &p, 0, FAIL);
     assert_eq!(b.window.totals(59_999).0, 1);
@@ -131,7 +131,7 @@ fn failures_expire_at_the_window_edge() {
 
 #[test]
 fn failures_spread_wider_than_the_window_never_trip() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     for i in 0..50 {
         let c = call(&mut b, &p, i * 15_000, FAIL);
@@ -144,7 +144,7 @@ fn failures_spread_wider_than_the_window_never_trip() {
 
 #[test]
 fn open_rejects_until_recovery_timeout_then_half_opens() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = open_at(&p, 1_000);
     assert_eq!(
         admit(&mut b, &p, 30_999),
@@ -161,7 +161,7 @@ fn open_rejects_until_recovery_timeout_then_half_opens() {
 
 #[test]
 fn tick_moves_open_to_half_open_without_traffic() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = open_at(&p, 0);
     assert_eq!(b.advance(&p, 29_999), Change::default());
     let c = b.advance(&p, 30_000);
@@ -173,7 +173,7 @@ fn tick_moves_open_to_half_open_without_traffic() {
 fn half_open_admits_at_most_max_probes() {
     let p = Policy {
         half_open_max_requests: 2,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = open_at(&p, 0);
     assert!(matches!(
@@ -192,7 +192,7 @@ fn half_open_admits_at_most_max_probes() {
 
 #[test]
 fn two_probe_successes_close_the_breaker() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = open_at(&p, 0);
     let c = call(&mut b, &p, 30_000, OK);
     assert!(c.transition.map(|t| t.to) != Some(StateKind::Closed));
@@ -208,7 +208,7 @@ fn two_probe_successes_close_the_breaker() {
 fn probe_failure_reopens_with_backoff() {
     let p = Policy {
         backoff_multiplier: 2.0,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = open_at(&p, 0);
     let c = call(&mut b, &p, 30_000, FAIL);
@@ -227,7 +227,7 @@ fn backoff_is_capped_at_max_recovery_timeout() {
     let p = Policy {
         backoff_multiplier: 10.0,
         max_recovery_ms: 100_000,
-        ..seed_policy()
+        ..default_policy()
     };
     assert_eq!(open_duration(&p, 0, None, 0.5), 30_000);
     assert_eq!(open_duration(&p, 1, None, 0.5), 100_000);
@@ -236,14 +236,14 @@ fn backoff_is_capped_at_max_recovery_timeout() {
 
 #[test]
 fn seed_default_backoff_keeps_recovery_constant() {
-    let p = seed_policy();
+    let p = default_policy();
     assert_eq!(open_duration(&p, 0, None, 0.5), 30_000);
     assert_eq!(open_duration(&p, 7, None, 0.5), 30_000);
 }
 
 #[test]
 fn retry_after_stretches_the_open_time() {
-    let p = seed_policy();
+    let p = default_policy();
     assert_eq!(open_duration(&p, 0, Some(90_000), 0.5), 90_000);
     assert_eq!(
         open_duration(&p, 0, Some(5_000), 0.5),
@@ -252,14 +252,14 @@ fn retry_after_stretches_the_open_time() {
     );
     let off = Policy {
         honor_retry_after: false,
-        ..seed_policy()
+        ..default_policy()
     };
     assert_eq!(open_duration(&off, 0, Some(90_000), 0.5), 30_000);
 }
 
 #[test]
 fn retry_after_larger_than_the_cap_is_capped() {
-    let p = seed_policy();
+    let p = default_policy();
     assert_eq!(open_duration(&p, 0, Some(3_600_000), 0.5), 300_000);
 }
 
@@ -267,7 +267,7 @@ fn retry_after_larger_than_the_cap_is_capped() {
 fn rate_limit_retry_after_sets_until() {
     let p = Policy {
         failure_threshold: 1,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = Breaker::new(&p);
     let rate_limited = Outcome::Failure {
@@ -301,7 +301,7 @@ fn jitter_stays_within_its_fraction() {
 fn probe_timeout_frees_its_slot() {
     let p = Policy {
         probe_timeout_ms: 5_000,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = open_at(&p, 0);
     let stuck = ticket(&mut b, &p, 30_000);
@@ -324,7 +324,7 @@ fn probe_timeout_frees_its_slot() {
 fn tick_reclaims_timed_out_probes() {
     let p = Policy {
         probe_timeout_ms: 1_000,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = open_at(&p, 0);
     ticket(&mut b, &p, 30_000);
@@ -338,7 +338,7 @@ fn tick_reclaims_timed_out_probes() {
 
 #[test]
 fn released_probe_frees_its_slot_without_counting() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = open_at(&p, 0);
     let t = ticket(&mut b, &p, 30_000);
     assert!(b.release(t).dirty);
@@ -352,7 +352,7 @@ fn released_probe_frees_its_slot_without_counting() {
 
 #[test]
 fn ignored_probe_outcome_frees_slot_and_counts_nothing() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = open_at(&p, 0);
     let c = call(&mut b, &p, 30_000, Outcome::Ignored);
     assert!(c.dirty && c.transition.is_none());
@@ -366,7 +366,7 @@ fn ignored_probe_outcome_frees_slot_and_counts_nothing() {
 
 #[test]
 fn late_failure_from_before_the_trip_is_not_counted_again() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     let early = ticket(&mut b, &p, 0);
     for i in 0..5 {
@@ -388,7 +388,7 @@ fn late_failure_from_before_the_trip_is_not_counted_again() {
 
 #[test]
 fn clock_going_backwards_never_panics_or_reopens_early() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     for t in [50_000u64, 40_000, 30_000, 20_000] {
         call(&mut b, &p, t, FAIL);
@@ -417,7 +417,7 @@ fn clock_going_backwards_never_panics_or_reopens_early() {
 
 #[test]
 fn extreme_times_do_not_overflow() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = open_at(&p, u64::MAX - 10);
     assert!(matches!(
         admit(&mut b, &p, u64::MAX),
@@ -432,7 +432,7 @@ fn rate_policy() -> Policy {
             threshold: 0.5,
             minimum_requests: 20,
         }),
-        ..seed_policy()
+        ..default_policy()
     }
 }
 
@@ -508,7 +508,7 @@ fn rate_rule_counts_successes_so_they_are_written() {
 fn metrics_only_tracks_transitions_but_never_rejects() {
     let p = Policy {
         mode: Mode::MetricsOnly,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = Breaker::new(&p);
     let mut transitions = Vec::new();
@@ -530,7 +530,7 @@ fn metrics_only_tracks_transitions_but_never_rejects() {
 fn forced_open_always_rejects() {
     let p = Policy {
         mode: Mode::ForcedOpen,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = Breaker::new(&p);
     for t in [0, 1_000_000, 5_000_000] {
@@ -551,7 +551,7 @@ fn forced_open_always_rejects() {
 fn disabled_admits_everything_and_records_nothing() {
     let p = Policy {
         mode: Mode::Disabled,
-        ..seed_policy()
+        ..default_policy()
     };
     let mut b = Breaker::new(&p);
     for i in 0..100 {
@@ -564,7 +564,7 @@ fn disabled_admits_everything_and_records_nothing() {
 
 #[test]
 fn snapshot_reports_open_details() {
-    let p = seed_policy();
+    let p = default_policy();
     let b = open_at(&p, 1_000);
     let s = b.snapshot(&p, 11_000);
     assert_eq!(s.state, StateKind::Open);
@@ -580,14 +580,14 @@ fn snapshot_reports_open_details() {
 
 #[test]
 fn config_reload_with_new_window_resets_counts() {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     call(&mut b, &p, 0, FAIL);
     b.fit_to(&p);
     assert_eq!(b.window.totals(0).0, 1, "same window keeps counts");
     let q = Policy {
         window_ms: 10_000,
-        ..seed_policy()
+        ..default_policy()
     };
     b.fit_to(&q);
     assert_eq!(b.window.totals(0).0, 0);
@@ -597,7 +597,7 @@ fn config_reload_with_new_window_resets_counts() {
 #[test]
 fn record_is_noop_exactly_when_recording_changes_nothing() {
     let outcomes = [OK, FAIL, Outcome::Ignored];
-    for p in [seed_policy(), rate_policy()] {
+    for p in [default_policy(), rate_policy()] {
         for start in [Breaker::new(&p), open_at(&p, 0)] {
             for outcome in outcomes {
                 let mut b = start.clone();
@@ -616,7 +616,7 @@ fn record_is_noop_exactly_when_recording_changes_nothing() {
         }
     }
     assert!(Breaker::record_is_noop(
-        &seed_policy(),
+        &default_policy(),
         Ticket::Counted,
         &OK
     ));
@@ -626,7 +626,7 @@ fn record_is_noop_exactly_when_recording_changes_nothing() {
         &OK
     ));
     assert!(!Breaker::record_is_noop(
-        &seed_policy(),
+        &default_policy(),
         Ticket::Probe(1),
         &OK
     ));

@@ -1,8 +1,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::classifier::FailureReason;
 use crate::config::*;
+use crate::outcome::FailureReason;
 
 /// The reference configuration from the README.
 pub(crate) const FULL: &str = r#"{
@@ -55,12 +55,22 @@ fn with_defaults(defaults: &str) -> String {
 #[test]
 fn reference_config_parses_with_overrides_applied() {
     let c = Config::from_json(FULL).expect("reference config is valid");
-    assert_eq!(c.upstreams.len(), 4);
-    let openai = &c.upstreams[0];
-    assert_eq!(openai.fallbacks, vec![2, 3]);
+    assert_eq!(c.upstreams().len(), 4);
+    let openai = &c.upstreams()[0];
+    let names: Vec<&str> = openai
+        .fallbacks
+        .iter()
+        .map(|&f| c.upstream(f).name.as_str())
+        .collect();
+    assert_eq!(names, vec!["anthropic", "azure"]);
+    assert_eq!(
+        openai.chain.first().copied(),
+        c.upstream_id("openai"),
+        "a chain starts with its primary"
+    );
     assert_eq!(openai.policy.failure_threshold, 5);
     assert_eq!(openai.policy.slow_call_ms, Some(30_000));
-    let emb = &c.upstreams[1];
+    let emb = &c.upstreams()[1];
     assert_eq!(
         emb.cluster, "openai",
         "several upstreams may share a cluster"
@@ -73,9 +83,9 @@ fn reference_config_parses_with_overrides_applied() {
         emb.policy.window_ms, 60_000,
         "defaults fill what is not overridden"
     );
-    assert_eq!(c.upstreams[3].policy.failure_threshold, 3);
+    assert_eq!(c.upstreams()[3].policy.failure_threshold, 3);
     assert_eq!(
-        c.upstreams[2]
+        c.upstreams()[2]
             .rewrite
             .as_ref()
             .and_then(|r| r.model.as_deref()),
@@ -93,7 +103,7 @@ fn minimal_config_gets_the_seed_defaults() {
     assert_eq!(c.route_header, "x-ai-cb-upstream");
     assert_eq!(c.response_header, "x-ai-cb-served-by");
     assert_eq!(c.health_path, None);
-    let p = &c.upstreams[0].policy;
+    let p = &c.upstreams()[0].policy;
     assert_eq!(*p, Policy::default());
     assert_eq!(
         (
@@ -108,7 +118,11 @@ fn minimal_config_gets_the_seed_defaults() {
     assert_eq!(p.failure_rate, None);
     assert_eq!(p.slow_call_ms, None);
     assert_eq!(p.conditions.status_codes, vec![500, 502, 503, 504, 529]);
-    assert_eq!(c.upstreams[0].cluster, "openai", "cluster defaults to name");
+    assert_eq!(
+        c.upstreams()[0].cluster,
+        "openai",
+        "cluster defaults to name"
+    );
     assert_eq!(
         (c.fast_fail.status, c.fast_fail.message.as_str()),
         (503, "All AI providers are currently unavailable")
@@ -129,7 +143,8 @@ fn minimal_config_gets_the_seed_defaults() {
     assert_eq!(c.failover.timeout_ms, 30_000);
     assert_eq!(c.failover.methods, vec!["POST".to_string()]);
     assert_eq!(
-        c.upstreams[0].callout_cluster, "openai",
+        c.upstreams()[0].callout_cluster,
+        "openai",
         "defaults to cluster"
     );
     assert!(c.alerting.is_none());
@@ -142,8 +157,8 @@ fn fractional_durations_are_allowed() {
         r#"{"recovery_timeout":0.5,"window_size":0.25}"#,
     ))
     .expect("valid");
-    assert_eq!(c.upstreams[0].policy.recovery_ms, 500);
-    assert_eq!(c.upstreams[0].policy.window_ms, 250);
+    assert_eq!(c.upstreams()[0].policy.recovery_ms, 500);
+    assert_eq!(c.upstreams()[0].policy.window_ms, 250);
 }
 
 #[test]
@@ -486,8 +501,8 @@ fn callout_cluster_can_name_the_real_envoy_cluster() {
         r#"[{"upstream":"a"}]"#,
     ))
     .expect("valid");
-    assert_eq!(c.upstreams[0].cluster, "a-route");
-    assert_eq!(c.upstreams[0].callout_cluster, "outbound|443||api.a.com");
+    assert_eq!(c.upstreams()[0].cluster, "a-route");
+    assert_eq!(c.upstreams()[0].callout_cluster, "outbound|443||api.a.com");
     let e = err(&with(
         r#"[{"name":"a","callout_cluster":""}]"#,
         r#"[{"upstream":"a"}]"#,

@@ -2,9 +2,9 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::config::FULL;
-use crate::classifier::{FailureReason, Outcome};
 use crate::config::Config;
-use crate::failover::*;
+use crate::exchange::failover::*;
+use crate::outcome::{FailureReason, Outcome};
 
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -22,13 +22,6 @@ fn only_configured_methods_are_eligible() {
     let mut off = c.failover.clone();
     off.enabled = false;
     assert!(!method_eligible(&off, "POST"));
-}
-
-#[test]
-fn bodies_over_the_limit_are_not_kept() {
-    let c = Config::from_json(FULL).expect("valid");
-    assert!(body_fits(&c.failover, 1 << 20));
-    assert!(!body_fits(&c.failover, (1 << 20) + 1));
 }
 
 #[test]
@@ -56,12 +49,10 @@ fn failures_listed_in_on_trigger_and_others_do_not() {
 }
 
 #[test]
-fn remaining_candidates_skip_what_was_tried() {
+fn chain_label_names_every_upstream_called() {
     let c = Config::from_json(FULL).expect("valid");
-    assert_eq!(remaining(&c, 0, &[0]).collect::<Vec<_>>(), vec![2, 3]);
-    assert_eq!(remaining(&c, 0, &[0, 2]).collect::<Vec<_>>(), vec![3]);
-    assert_eq!(remaining(&c, 0, &[2]).collect::<Vec<_>>(), vec![0, 3]);
-    assert_eq!(chain_label(&c, &[0, 2, 3]), "openai->anthropic->azure");
+    let openai = c.upstream_id("openai").expect("configured");
+    assert_eq!(chain_label(&c, c.chain(openai)), "openai->anthropic->azure");
 }
 
 #[test]
@@ -77,7 +68,7 @@ fn callout_headers_apply_the_rewrite_and_reframe_the_body() {
         ("x-ai-cb-upstream", "openai"),
         ("x-request-id", "abc"),
     ]);
-    let azure = c.upstreams[3].rewrite.as_ref();
+    let azure = c.upstreams()[3].rewrite.as_ref();
     let out = callout_headers(&original, azure, "x-ai-cb-upstream", "azure-openai", 99);
     let get = |k: &str| out.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     assert_eq!(

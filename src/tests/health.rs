@@ -5,6 +5,7 @@ use super::config::FULL;
 use crate::breaker::{Breaker, StateKind};
 use crate::config::Config;
 use crate::health::*;
+use crate::hints::format_rfc3339;
 
 use StateKind::{Closed, HalfOpen, Open};
 
@@ -32,11 +33,11 @@ fn overall_health_is_healthy_degraded_or_critical() {
 }
 
 #[test]
-fn health_json_has_the_seed_shape_and_details() {
+fn health_json_has_providers_overall_health_and_breaker_details() {
     let c = Config::from_json(FULL).expect("valid");
     let now = 1_764_194_489_000;
     let snapshots: Vec<_> = c
-        .upstreams
+        .upstreams()
         .iter()
         .map(|u| Breaker::new(&u.policy).snapshot(&u.policy, now))
         .collect();

@@ -3,21 +3,25 @@
 //! file imports `wasm_bindgen_test as test` on wasm, so the same `#[test]` functions run there.
 
 mod alert;
+mod body;
 mod breaker;
-mod classifier;
-mod codec;
+mod classify;
 mod config;
+mod exchange;
 mod failover;
+pub(crate) mod fake;
 mod health;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
 mod routing;
+mod runtime;
+mod store;
 mod window;
 
 use crate::config::Policy;
 
-/// The seed's policy without jitter, so open times are exact.
-pub(crate) fn seed_policy() -> Policy {
+/// The documented default policy without jitter, so open times are exact.
+pub(crate) fn default_policy() -> Policy {
     Policy {
         recovery_jitter: 0.0,
         ..Policy::default()

@@ -2,11 +2,11 @@
 
 use proptest::prelude::*;
 
-use super::seed_policy;
+use super::default_policy;
 use crate::breaker::*;
-use crate::classifier::{FailureReason, Outcome};
 use crate::config::{Mode, Policy};
-use crate::state_codec::{decode, decode_or_closed, encode};
+use crate::outcome::{FailureReason, Outcome};
+use crate::store::breaker_state::{decode, encode};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -50,7 +50,7 @@ fn policy(max_probes: u32, threshold: u32) -> Policy {
         recovery_ms: 5_000,
         probe_timeout_ms: 20_000,
         recovery_jitter: 0.2,
-        ..seed_policy()
+        ..default_policy()
     }
 }
 
@@ -141,7 +141,7 @@ proptest! {
         counts in prop::collection::vec((any::<u32>(), any::<u32>()), 20),
         head in any::<u64>(), bucket in 1u64..u64::MAX, outage in any::<Option<u64>>(),
     ) {
-        let mut b = Breaker::new(&seed_policy());
+        let mut b = Breaker::new(&default_policy());
         b.state = match tag {
             0 => State::Closed,
             1 => State::Open { opened_ms: a, until_ms: c },
@@ -165,11 +165,10 @@ proptest! {
 
     #[test]
     fn decoding_random_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        let _ = decode(&bytes);
-        let (b, _) = decode_or_closed(&bytes, &seed_policy());
-        // Whatever came in, the result is usable by the engine.
-        let mut b = b;
-        let _ = b.admit(&seed_policy(), 1);
+        // Whatever came in, the result (or a fresh breaker) is usable by the engine.
+        let mut b = decode(&bytes).unwrap_or_else(|_| Breaker::new(&default_policy()));
+        b.fit_to(&default_policy());
+        let _ = b.admit(&default_policy(), 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use crate::window::*;
+use crate::breaker::window::*;
 
 #[test]
 fn window_memory_is_bounded_by_buckets() {

@@ -46,21 +46,29 @@ impl Window {
         if idx > self.head {
             let gap = (idx - self.head).min(BUCKETS as u64);
             for k in 1..=gap {
-                let slot = ((self.head + k) % BUCKETS as u64) as usize;
-                self.failures[slot] = 0;
-                self.calls[slot] = 0;
+                let slot = slot_of(self.head + k);
+                if let Some(f) = self.failures.get_mut(slot) {
+                    *f = 0;
+                }
+                if let Some(c) = self.calls.get_mut(slot) {
+                    *c = 0;
+                }
             }
             self.head = idx;
         }
-        (self.head % BUCKETS as u64) as usize
+        slot_of(self.head)
     }
 
     /// Records one call at `now`.
     pub fn record(&mut self, now_ms: u64, failed: bool) {
         let slot = self.advance(now_ms);
-        self.calls[slot] = self.calls[slot].saturating_add(1);
+        if let Some(c) = self.calls.get_mut(slot) {
+            *c = c.saturating_add(1);
+        }
         if failed {
-            self.failures[slot] = self.failures[slot].saturating_add(1);
+            if let Some(f) = self.failures.get_mut(slot) {
+                *f = f.saturating_add(1);
+            }
         }
     }
 
@@ -76,9 +84,9 @@ impl Window {
             if abs + (BUCKETS as u64) <= idx {
                 break;
             }
-            let slot = (abs % BUCKETS as u64) as usize;
-            failures = failures.saturating_add(self.failures[slot]);
-            calls = calls.saturating_add(self.calls[slot]);
+            let slot = slot_of(abs);
+            failures = failures.saturating_add(self.failures.get(slot).copied().unwrap_or(0));
+            calls = calls.saturating_add(self.calls.get(slot).copied().unwrap_or(0));
         }
         (failures, calls)
     }
@@ -88,4 +96,9 @@ impl Window {
         self.failures = [0; BUCKETS];
         self.calls = [0; BUCKETS];
     }
+}
+
+/// The ring slot of absolute bucket index `abs`.
+fn slot_of(abs: u64) -> usize {
+    (abs % BUCKETS as u64) as usize
 }

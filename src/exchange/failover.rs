@@ -1,14 +1,11 @@
-//! In-request failover: re-sending a request that failed on one upstream to the next
-//! admitting fallback, within the same client request.
+//! In-request failover plumbing: which failures trigger it, the request a fallback receives,
+//! and the reply the client gets from the fallback's answer.
 //!
-//! The adapter keeps the request (headers and body), and when the response fails with a
-//! reason listed in `failover.on` it calls the next fallback with `dispatch_http_call` and
-//! answers the client with that response. This module holds the decisions and the header
-//! plumbing, so they are testable without a proxy.
+//! The decisions of *when* live in the exchange's phases; this module holds the rules and
+//! the header plumbing, so each is testable on its own.
 
-use crate::classifier::{FailureReason, Outcome};
 use crate::config::{Config, Failover, Rewrite, UpstreamId};
-use crate::routing::candidates;
+use crate::outcome::{FailureReason, Outcome};
 
 /// Request headers never copied into a callout: hop-by-hop, framing, and what the filter
 /// or Envoy manage.
@@ -22,12 +19,15 @@ const DROPPED_REQUEST_HEADERS: [&str; 7] = [
     "x-envoy-expected-rq-timeout-ms",
 ];
 
-/// Response headers never copied from a callout answer into the reply.
-const DROPPED_RESPONSE_HEADERS: [&str; 4] = [
+/// Response headers never copied from a callout answer into the reply: framing and
+/// hop-by-hop headers (the reply is framed anew by its length, so a `trailer` announcement
+/// would be a lie).
+const DROPPED_RESPONSE_HEADERS: [&str; 5] = [
     "content-length",
     "transfer-encoding",
     "connection",
     "keep-alive",
+    "trailer",
 ];
 
 /// The header that tells the client a failover happened, e.g. `openai->anthropic`.
@@ -38,11 +38,6 @@ pub fn method_eligible(cfg: &Failover, method: &str) -> bool {
     cfg.enabled && cfg.methods.iter().any(|m| m == method)
 }
 
-/// Whether a request body of `len` bytes (announced or seen so far) may be kept for a retry.
-pub fn body_fits(cfg: &Failover, len: usize) -> bool {
-    len <= cfg.max_body_bytes
-}
-
 /// Whether this outcome of an attempt triggers a failover.
 pub fn triggers(cfg: &Failover, outcome: &Outcome) -> Option<FailureReason> {
     match outcome {
@@ -51,33 +46,26 @@ pub fn triggers(cfg: &Failover, outcome: &Outcome) -> Option<FailureReason> {
     }
 }
 
-/// The candidates of `primary`'s chain not yet tried, in order.
-pub fn remaining<'a>(
-    config: &'a Config,
-    primary: UpstreamId,
-    tried: &'a [UpstreamId],
-) -> impl Iterator<Item = UpstreamId> + 'a {
-    candidates(config, primary).filter(move |u| !tried.contains(u))
-}
-
 /// `a->b->c` for the upstreams a request went through.
 pub fn chain_label(config: &Config, chain: &[UpstreamId]) -> String {
     chain
         .iter()
-        .filter_map(|&u| config.upstreams.get(u).map(|x| x.name.as_str()))
+        .map(|&u| config.upstream(u).name.as_str())
         .collect::<Vec<_>>()
         .join("->")
 }
 
-/// The original request, as it arrived (before any rewrite).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OriginalRequest {
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// Sets `name` to `value` in a header list, replacing an existing entry.
+pub fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match headers.iter_mut().find(|(k, _)| k == name) {
+        Some(entry) => entry.1 = value.to_string(),
+        None => headers.push((name.to_string(), value.to_string())),
+    }
 }
 
-/// Headers for a callout carrying `original` to an upstream with `rewrite`, whose body is
-/// `body_len` bytes long. Pseudo-headers come first, as the host expects.
+/// Headers for a callout carrying the client's request (`original`) to an upstream with
+/// `rewrite`, whose body is `body_len` bytes long. Pseudo-headers come first, as the host
+/// expects.
 pub fn callout_headers(
     original: &[(String, String)],
     rewrite: Option<&Rewrite>,
@@ -90,23 +78,11 @@ pub fn callout_headers(
         .filter(|(k, _)| !DROPPED_REQUEST_HEADERS.contains(&k.as_str()) && k != route_header)
         .cloned()
         .collect();
-    let mut set = |name: &str, value: &str| match out.iter_mut().find(|(k, _)| k == name) {
-        Some(entry) => entry.1 = value.to_string(),
-        None => out.push((name.to_string(), value.to_string())),
-    };
-    if let Some(rw) = rewrite {
-        if let Some(p) = &rw.path {
-            set(":path", p);
-        }
-        if let Some(h) = &rw.host {
-            set(":authority", h);
-        }
-        for (k, v) in &rw.headers {
-            set(k, v);
-        }
+    for (name, value) in rewrite.into_iter().flat_map(Rewrite::header_changes) {
+        set_header(&mut out, name, value);
     }
-    set(route_header, cluster);
-    set("content-length", &body_len.to_string());
+    set_header(&mut out, route_header, cluster);
+    set_header(&mut out, "content-length", &body_len.to_string());
     out.sort_by_key(|(k, _)| !k.starts_with(':'));
     out
 }
@@ -136,7 +112,7 @@ pub fn reply_headers(
 /// What a callout that produced no response means: the host gives no status when the call
 /// timed out or could not connect.
 pub fn callout_failure(elapsed_ms: u64, timeout_ms: u64) -> FailureReason {
-    if elapsed_ms + 50 >= timeout_ms {
+    if elapsed_ms.saturating_add(50) >= timeout_ms {
         FailureReason::Timeout
     } else {
         FailureReason::ConnectFailure

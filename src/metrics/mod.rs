@@ -1,13 +1,17 @@
 //! The metrics the filter records, behind a small trait so the core stays host-independent.
 //!
 //! The adapter implements [`MetricsSink`] with Envoy stats (ids defined once at configure
-//! time); tests implement it with a recorder. Labels travel inside the stat name as
+//! time); tests use [`NoMetrics`] or a recorder. Every method takes `&self`: recording a
+//! metric is a host call, not a change to the filter's own state. Labels travel inside the stat name as
 //! `name=.=value;.;` segments, which Envoy's `stats_tags` (or Istio's `extraStatTags`) turn
 //! into Prometheus labels: see [`stat_name`].
 
 use crate::breaker::{StateKind, Transition};
-use crate::classifier::{FailureReason, Outcome};
 use crate::config::UpstreamId;
+use crate::outcome::{FailureReason, Outcome};
+
+mod table;
+pub use table::{MetricKind, StatSink, Stats};
 
 /// Every metric the filter defines, as it appears in `/stats/prometheus`.
 pub const METRIC_NAMES: &[&str] = &[
@@ -77,21 +81,38 @@ impl AlertResult {
 
 /// Where the filter's measurements go.
 pub trait MetricsSink {
-    fn state(&mut self, upstream: UpstreamId, state: StateKind);
-    fn request(&mut self, upstream: UpstreamId, outcome: &Outcome);
-    fn failure(&mut self, upstream: UpstreamId, reason: FailureReason);
-    fn rejected(&mut self, upstream: UpstreamId);
-    fn fallback(&mut self, from: UpstreamId, to: UpstreamId);
-    fn transition(&mut self, upstream: UpstreamId, from: StateKind, to: StateKind);
-    fn all_open(&mut self);
-    fn probe(&mut self, upstream: UpstreamId, success: bool);
-    fn open_duration(&mut self, upstream: UpstreamId, ms: u64);
-    fn failover(&mut self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
-    fn alert(&mut self, result: AlertResult);
+    fn state(&self, upstream: UpstreamId, state: StateKind);
+    fn request(&self, upstream: UpstreamId, outcome: &Outcome);
+    fn failure(&self, upstream: UpstreamId, reason: FailureReason);
+    fn rejected(&self, upstream: UpstreamId);
+    fn fallback(&self, from: UpstreamId, to: UpstreamId);
+    fn transition(&self, upstream: UpstreamId, from: StateKind, to: StateKind);
+    fn all_open(&self);
+    fn probe(&self, upstream: UpstreamId, success: bool);
+    fn open_duration(&self, upstream: UpstreamId, ms: u64);
+    fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
+    fn alert(&self, result: AlertResult);
+}
+
+/// A sink that drops everything: for tests that do not look at metrics.
+pub struct NoMetrics;
+
+impl MetricsSink for NoMetrics {
+    fn state(&self, _: UpstreamId, _: StateKind) {}
+    fn request(&self, _: UpstreamId, _: &Outcome) {}
+    fn failure(&self, _: UpstreamId, _: FailureReason) {}
+    fn rejected(&self, _: UpstreamId) {}
+    fn fallback(&self, _: UpstreamId, _: UpstreamId) {}
+    fn transition(&self, _: UpstreamId, _: StateKind, _: StateKind) {}
+    fn all_open(&self) {}
+    fn probe(&self, _: UpstreamId, _: bool) {}
+    fn open_duration(&self, _: UpstreamId, _: u64) {}
+    fn failover(&self, _: UpstreamId, _: UpstreamId, _: FailoverResult) {}
+    fn alert(&self, _: AlertResult) {}
 }
 
 /// Records a finished call: the request counter, and the failure counter when it failed.
-pub fn record_outcome(sink: &mut dyn MetricsSink, upstream: UpstreamId, outcome: &Outcome) {
+pub fn record_outcome(sink: &dyn MetricsSink, upstream: UpstreamId, outcome: &Outcome) {
     sink.request(upstream, outcome);
     if let Outcome::Failure { reason, .. } = outcome {
         sink.failure(upstream, *reason);
@@ -100,7 +121,7 @@ pub fn record_outcome(sink: &mut dyn MetricsSink, upstream: UpstreamId, outcome:
 
 /// Emits everything a transition means: the counter, the state gauge and, on recovery, the
 /// outage duration.
-pub fn record_transition(sink: &mut dyn MetricsSink, upstream: UpstreamId, t: &Transition) {
+pub fn record_transition(sink: &dyn MetricsSink, upstream: UpstreamId, t: &Transition) {
     sink.transition(upstream, t.from, t.to);
     sink.state(upstream, t.to);
     if let Some(ms) = t.open_duration_ms {

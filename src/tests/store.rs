@@ -1,13 +1,14 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use super::seed_policy;
+use super::default_policy;
 use crate::breaker::*;
-use crate::classifier::FailureReason;
-use crate::state_codec::*;
+use crate::outcome::FailureReason;
+use crate::store::breaker_state::*;
+use crate::store::{Codec, DecodeError};
 
 fn half_open_sample() -> Breaker {
-    let p = seed_policy();
+    let p = default_policy();
     let mut b = Breaker::new(&p);
     b.window.record(1_000, true);
     b.window.record(4_000, false);
@@ -31,7 +32,7 @@ fn half_open_sample() -> Breaker {
 
 #[test]
 fn encoding_round_trips_every_state() {
-    let p = seed_policy();
+    let p = default_policy();
     let closed = Breaker::new(&p);
     let mut open = Breaker::new(&p);
     open.state = State::Open {
@@ -45,7 +46,7 @@ fn encoding_round_trips_every_state() {
 
 #[test]
 fn encoding_is_compact_and_versioned() {
-    let closed = encode(&Breaker::new(&seed_policy()));
+    let closed = encode(&Breaker::new(&default_policy()));
     assert_eq!(closed[0], VERSION);
     assert!(closed.len() < 64, "idle state is {} bytes", closed.len());
     assert!(encode(&half_open_sample()).len() < 96);
@@ -60,18 +61,13 @@ fn truncated_bytes_decode_to_an_error() {
 }
 
 #[test]
-fn other_versions_and_garbage_give_clean_closed_state() {
-    let p = seed_policy();
+fn other_versions_and_garbage_give_errors() {
+    let p = default_policy();
     let mut old = encode(&half_open_sample());
     old[0] = 0;
-    let (b, err) = decode_or_closed(&old, &p);
-    assert_eq!(err, Some(DecodeError::UnsupportedVersion(0)));
-    assert_eq!(b, Breaker::new(&p));
-    let (b, err) = decode_or_closed(b"\x01\x07garbage", &p);
-    assert_eq!(err, Some(DecodeError::BadTag(7)));
-    assert_eq!(b.stored_kind(), StateKind::Closed);
-    let (_, err) = decode_or_closed(&[], &p);
-    assert_eq!(err, Some(DecodeError::Empty));
+    assert_eq!(decode(&old), Err(DecodeError::UnsupportedVersion(0)));
+    assert_eq!(decode(b"\x01\x07garbage"), Err(DecodeError::BadTag(7)));
+    assert_eq!(decode(&[]), Err(DecodeError::Empty));
     let mut trailing = encode(&Breaker::new(&p));
     trailing.push(0);
     assert_eq!(decode(&trailing), Err(DecodeError::TrailingBytes(1)));
@@ -88,27 +84,21 @@ fn oversized_numbers_are_rejected() {
 fn decode_error_messages_are_readable() {
     assert_eq!(
         DecodeError::UnsupportedVersion(9).to_string(),
-        "breaker state version 9 (expected 1)"
+        "unsupported encoding version 9"
     );
 }
 
 #[test]
 fn active_set_adds_removes_and_round_trips() {
-    use crate::state_codec::active_set;
-    let mut names = active_set::decode(b"");
-    assert!(names.is_empty());
-    assert!(active_set::set(&mut names, "openai", true));
-    assert!(
-        !active_set::set(&mut names, "openai", true),
-        "already a member"
-    );
-    assert!(active_set::set(&mut names, "azure-2", true));
-    assert_eq!(active_set::decode(&active_set::encode(&names)), names);
-    assert!(active_set::set(&mut names, "openai", false));
-    assert!(!active_set::set(&mut names, "openai", false));
-    assert_eq!(names, vec!["azure-2".to_string()]);
-    assert!(
-        active_set::decode(&[0xff, 0xfe]).is_empty(),
-        "garbage is an empty set"
-    );
+    use crate::store::active_set::ActiveSet;
+    let mut set = ActiveSet::decode(b"").expect("empty is a set");
+    assert!(set.0.is_empty());
+    assert!(set.set("openai", true));
+    assert!(!set.set("openai", true), "already a member");
+    assert!(set.set("azure-2", true));
+    assert_eq!(ActiveSet::decode(&set.encode()), Ok(set.clone()));
+    assert!(set.set("openai", false));
+    assert!(!set.set("openai", false));
+    assert_eq!(set.0, vec!["azure-2".to_string()]);
+    assert_eq!(ActiveSet::decode(&[0xff, 0xfe]), Err(DecodeError::NotUtf8));
 }

@@ -7,9 +7,11 @@
 //! metrics and alerts are emitted from one place. Nothing here panics, and a clock that goes
 //! backwards is tolerated (it never re-opens, expires or closes anything early).
 
-use crate::classifier::{FailureReason, Outcome};
+pub mod window;
+
 use crate::config::{Mode, Policy};
-use crate::window::Window;
+use crate::outcome::{FailureReason, Outcome};
+use window::Window;
 
 /// The three breaker states, carrying their own data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +92,13 @@ pub struct Trip {
     pub reason: FailureReason,
 }
 
+impl Trip {
+    /// `failure_count (status_5xx)`: the text logs, alerts and the health endpoint show.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.rule.as_str(), self.reason.as_str())
+    }
+}
+
 /// Why a transition happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -101,7 +110,7 @@ pub enum Cause {
 impl Cause {
     pub fn describe(&self) -> String {
         match self {
-            Cause::Tripped(t) => format!("{} ({})", t.rule.as_str(), t.reason.as_str()),
+            Cause::Tripped(t) => t.describe(),
             Cause::RecoveryTimeoutElapsed => "recovery_timeout elapsed".to_string(),
             Cause::ProbesSucceeded => "probes succeeded".to_string(),
         }

@@ -1,17 +1,15 @@
-//! Binary encoding of a [`Breaker`] for proxy-wasm shared data.
+//! Binary encoding of a [`Breaker`] for shared data.
 //!
-//! Every Envoy worker thread runs its own wasm VM; they share breaker state through the host's
-//! shared-data store, as bytes. The encoding is versioned (first byte), compact (LEB128
-//! varints, so an idle window is one byte per counter) and round-trip exact. Decoding never
-//! panics: garbage, truncated or foreign-version bytes give a [`DecodeError`] the caller can
-//! log, and [`decode_or_closed`] turns that into a clean CLOSED breaker.
+//! The encoding is versioned (first byte), compact (LEB128 varints, so an idle window is one
+//! byte per counter) and round-trip exact. Decoding never panics: garbage, truncated or
+//! foreign-version bytes give a [`DecodeError`] the caller can log, and the caller starts from
+//! a clean CLOSED breaker instead.
 
-use std::fmt;
-
+use super::{Codec, DecodeError};
+use crate::breaker::window::{Window, BUCKETS};
 use crate::breaker::{Breaker, Probe, State, Trip, TripRule};
-use crate::classifier::FailureReason;
-use crate::config::{Policy, MAX_HALF_OPEN_REQUESTS};
-use crate::window::{Window, BUCKETS};
+use crate::config::MAX_HALF_OPEN_REQUESTS;
+use crate::outcome::FailureReason;
 
 /// The current encoding version, the first byte of every value.
 pub const VERSION: u8 = 1;
@@ -19,36 +17,6 @@ pub const VERSION: u8 = 1;
 const TAG_CLOSED: u8 = 0;
 const TAG_OPEN: u8 = 1;
 const TAG_HALF_OPEN: u8 = 2;
-
-/// Why bytes could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DecodeError {
-    Empty,
-    UnsupportedVersion(u8),
-    Truncated,
-    BadTag(u8),
-    TooManyProbes(u64),
-    TrailingBytes(usize),
-    Overflow,
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DecodeError::Empty => write!(f, "empty breaker state"),
-            DecodeError::UnsupportedVersion(v) => {
-                write!(f, "breaker state version {v} (expected {VERSION})")
-            }
-            DecodeError::Truncated => write!(f, "truncated breaker state"),
-            DecodeError::BadTag(t) => write!(f, "invalid tag {t} in breaker state"),
-            DecodeError::TooManyProbes(n) => write!(f, "{n} probes in breaker state"),
-            DecodeError::TrailingBytes(n) => write!(f, "{n} trailing bytes after breaker state"),
-            DecodeError::Overflow => write!(f, "number out of range in breaker state"),
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 /// Encodes a breaker state.
 pub fn encode(b: &Breaker) -> Vec<u8> {
@@ -97,9 +65,9 @@ pub fn encode(b: &Breaker) -> Vec<u8> {
     put(&mut out, u64::from(b.next_probe_id));
     put(&mut out, b.window.bucket_ms);
     put(&mut out, b.window.head);
-    for i in 0..BUCKETS {
-        put(&mut out, u64::from(b.window.failures[i]));
-        put(&mut out, u64::from(b.window.calls[i]));
+    for (f, c) in b.window.failures.iter().zip(&b.window.calls) {
+        put(&mut out, u64::from(*f));
+        put(&mut out, u64::from(*c));
     }
     out
 }
@@ -162,12 +130,14 @@ pub fn decode(bytes: &[u8]) -> Result<Breaker, DecodeError> {
     let head = r.u64()?;
     let mut failures = [0u32; BUCKETS];
     let mut calls = [0u32; BUCKETS];
-    for i in 0..BUCKETS {
-        failures[i] = r.u32()?;
-        calls[i] = r.u32()?;
+    for (f, c) in failures.iter_mut().zip(calls.iter_mut()) {
+        *f = r.u32()?;
+        *c = r.u32()?;
     }
     if r.pos != bytes.len() {
-        return Err(DecodeError::TrailingBytes(bytes.len() - r.pos));
+        return Err(DecodeError::TrailingBytes(
+            bytes.len().saturating_sub(r.pos),
+        ));
     }
     Ok(Breaker {
         state,
@@ -184,14 +154,13 @@ pub fn decode(bytes: &[u8]) -> Result<Breaker, DecodeError> {
     })
 }
 
-/// Decodes, or falls back to a clean CLOSED breaker for `policy` and returns the error to log.
-pub fn decode_or_closed(bytes: &[u8], policy: &Policy) -> (Breaker, Option<DecodeError>) {
-    match decode(bytes) {
-        Ok(mut b) => {
-            b.fit_to(policy);
-            (b, None)
-        }
-        Err(e) => (Breaker::new(policy), Some(e)),
+impl Codec for Breaker {
+    fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Breaker, DecodeError> {
+        decode(bytes)
     }
 }
 
@@ -255,35 +224,5 @@ impl Reader<'_> {
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
         u32::try_from(self.u64()?).map_err(|_| DecodeError::Overflow)
-    }
-}
-
-/// The set of breakers that are not CLOSED, by upstream name, kept in its own shared-data
-/// key so the periodic tick visits only those (a healthy fleet of 1000 upstreams costs the
-/// tick one read). Encoded as names separated by newlines; upstream names never contain one.
-pub mod active_set {
-    /// Decodes the set; unreadable bytes are an empty set.
-    pub fn decode(bytes: &[u8]) -> Vec<String> {
-        std::str::from_utf8(bytes)
-            .unwrap_or("")
-            .split('\n')
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-
-    pub fn encode(names: &[String]) -> Vec<u8> {
-        names.join("\n").into_bytes()
-    }
-
-    /// Adds or removes `name`; returns false when the set already was that way.
-    pub fn set(names: &mut Vec<String>, name: &str, member: bool) -> bool {
-        let present = names.iter().any(|n| n == name);
-        match (present, member) {
-            (false, true) => names.push(name.to_string()),
-            (true, false) => names.retain(|n| n != name),
-            _ => return false,
-        }
-        true
     }
 }

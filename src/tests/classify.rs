@@ -1,9 +1,11 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use super::seed_policy;
-use crate::classifier::*;
+use super::default_policy;
+use crate::classify::*;
 use crate::config::{FailureConditions, Policy};
+use crate::hints::{parse_reset, parse_retry_after};
+use crate::outcome::{FailureReason, Outcome};
 
 fn status(code: u16) -> ResponseInfo<'static> {
     ResponseInfo {
@@ -22,7 +24,7 @@ fn failure(reason: FailureReason) -> Outcome {
 
 #[test]
 fn default_failure_statuses_are_provider_failures() {
-    let p = seed_policy();
+    let p = default_policy();
     for code in [500, 502, 503, 504, 529] {
         assert_eq!(
             classify(&status(code), &p),
@@ -34,7 +36,7 @@ fn default_failure_statuses_are_provider_failures() {
 
 #[test]
 fn client_and_auth_errors_are_ignored() {
-    let p = seed_policy();
+    let p = default_policy();
     for code in [400, 401, 403, 404, 413, 422, 409] {
         assert_eq!(classify(&status(code), &p), Outcome::Ignored, "{code}");
     }
@@ -42,7 +44,7 @@ fn client_and_auth_errors_are_ignored() {
 
 #[test]
 fn unlisted_5xx_is_ignored_and_2xx_succeeds() {
-    let p = seed_policy();
+    let p = default_policy();
     assert_eq!(classify(&status(501), &p), Outcome::Ignored);
     assert_eq!(classify(&status(200), &p), Outcome::Success);
     assert_eq!(classify(&status(204), &p), Outcome::Success);
@@ -50,7 +52,7 @@ fn unlisted_5xx_is_ignored_and_2xx_succeeds() {
 
 #[test]
 fn rate_limit_follows_its_switch_and_carries_retry_after() {
-    let p = seed_policy();
+    let p = default_policy();
     let info = ResponseInfo {
         retry_after: Some("7"),
         ..status(429)
@@ -67,14 +69,14 @@ fn rate_limit_follows_its_switch_and_carries_retry_after() {
             rate_limit: false,
             ..FailureConditions::default()
         },
-        ..seed_policy()
+        ..default_policy()
     };
     assert_eq!(classify(&info, &off), Outcome::Ignored);
 }
 
 #[test]
 fn envoy_upstream_timeout_is_a_timeout() {
-    let p = seed_policy();
+    let p = default_policy();
     let info = ResponseInfo {
         status: Some(504),
         flags: flags::UPSTREAM_REQUEST_TIMEOUT,
@@ -87,7 +89,7 @@ fn envoy_upstream_timeout_is_a_timeout() {
             timeout: false,
             ..FailureConditions::default()
         },
-        ..seed_policy()
+        ..default_policy()
     };
     assert_eq!(
         classify(&info, &off),
@@ -98,7 +100,7 @@ fn envoy_upstream_timeout_is_a_timeout() {
 
 #[test]
 fn connect_failure_and_reset_are_connect_failures() {
-    let p = seed_policy();
+    let p = default_policy();
     let refused = ResponseInfo {
         status: Some(503),
         flags: flags::UPSTREAM_CONNECTION_FAILURE,
@@ -130,14 +132,14 @@ fn connect_failure_and_reset_are_connect_failures() {
             connect_failure: false,
             ..FailureConditions::default()
         },
-        ..seed_policy()
+        ..default_policy()
     };
     assert_eq!(classify(&refused, &off), Outcome::Ignored);
 }
 
 #[test]
 fn unknown_cluster_is_a_config_error_not_a_provider_failure() {
-    let p = seed_policy();
+    let p = default_policy();
     let info = ResponseInfo {
         status: Some(503),
         flags: flags::NO_CLUSTER_FOUND,
@@ -151,7 +153,7 @@ fn unknown_cluster_is_a_config_error_not_a_provider_failure() {
 fn slow_success_counts_as_slow_failure() {
     let p = Policy {
         slow_call_ms: Some(1_000),
-        ..seed_policy()
+        ..default_policy()
     };
     let fast = ResponseInfo {
         duration_ms: 1_000,
@@ -164,7 +166,7 @@ fn slow_success_counts_as_slow_failure() {
     assert_eq!(classify(&fast, &p), Outcome::Success);
     assert_eq!(classify(&slow, &p), failure(FailureReason::Slow));
     assert_eq!(
-        classify(&slow, &seed_policy()),
+        classify(&slow, &default_policy()),
         Outcome::Success,
         "off unless set"
     );
@@ -173,7 +175,7 @@ fn slow_success_counts_as_slow_failure() {
 #[test]
 fn no_response_at_all_is_ignored() {
     assert_eq!(
-        classify(&ResponseInfo::default(), &seed_policy()),
+        classify(&ResponseInfo::default(), &default_policy()),
         Outcome::Ignored
     );
 }
@@ -218,7 +220,7 @@ fn longest_wait_wins_between_retry_after_and_reset() {
         ratelimit_reset: Some("1m"),
         ..status(429)
     };
-    assert_eq!(retry_after_ms(&info), Some(60_000));
+    assert_eq!(wait_ms(&info), Some(60_000));
 }
 
 #[test]

@@ -1,0 +1,219 @@
+//! One request's journey through the filter, as a state machine.
+//!
+//! An [`Exchange`] is driven by [`Event`]s (request headers, body chunks, response headers,
+//! a callout's answer, a timer tick, the end of the stream) and answers each with a [`Step`]:
+//! the [`Effect`]s the proxy must carry out (set a header, reply locally, call a fallback,
+//! resume a paused stream, ...) and whether the current callback continues or pauses. Its
+//! state is one [`Phase`], which carries the data that phase needs and nothing else.
+//!
+//! The request side ([`request`]) decides where the request goes: health endpoint, no route,
+//! the first admitting upstream of the primary's chain, or a local fast-fail reply. It holds
+//! the headers when the body must be read first (to route on `model`, or to rewrite `model`
+//! with a correct `content-length`). The response side ([`response`]) judges the answer
+//! against the upstream that produced it and, when it failed before anything reached the
+//! client, holds it while the next fallback is called.
+//!
+//! The exchange never calls the proxy: the breakers, metrics and clock come through the
+//! [`Runtime`] and its [`Host`](crate::host::Host), everything else through the events'
+//! views and the returned effects. That is what the in-process tests drive.
+
+mod body;
+mod event;
+pub mod failover;
+pub mod local;
+mod request;
+mod response;
+
+pub use body::{model_of, with_model, NotRewritable};
+pub use event::{Answer, Body, Effect, Event, Flow, Headers, Reply, Step, StreamInfo};
+
+use crate::breaker::Ticket;
+use crate::config::UpstreamId;
+use crate::host::Host;
+use crate::runtime::Runtime;
+
+/// How long a request may wait at headers for its first body bytes before the filter checks
+/// whether Envoy lets it wait at all (`allow_on_headers_stop_iteration`).
+pub const BODY_WAIT_MS: u64 = 500;
+
+/// One request's lifecycle.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    phase: Phase,
+    client: Client,
+}
+
+/// Where a request is in its lifecycle.
+#[derive(Debug, Default)]
+enum Phase {
+    /// Nothing seen yet.
+    #[default]
+    New,
+    /// No route claims the request: it passes through untouched.
+    Unrouted,
+    /// The filter answered the request itself; nothing more to do.
+    Answered,
+    /// The request headers are held until the body is complete.
+    HeldForBody(Held),
+    /// The headers left (chunked); the body is buffered so its `model` can be rewritten.
+    RewritingBody { attempt: Attempt, model: String },
+    /// The request went to `attempt.upstream`; its response headers have not arrived.
+    Sent(Attempt),
+    /// The response is judged and flows to the client.
+    Delivering,
+    /// The served attempt failed; its response is held while a fallback is called.
+    FailingOver(Failover),
+    /// The stream is over.
+    Finished,
+}
+
+/// A request whose headers wait for its body.
+#[derive(Debug)]
+struct Held {
+    /// Where it would go on its headers alone (already admitted, route header set), so a
+    /// request Envoy never shows the body of still goes somewhere.
+    attempt: Option<Attempt>,
+    /// A route matches on `model`: route again once the body is read.
+    route_on_model: bool,
+    /// When to check on it (`u64::MAX`: never).
+    wake_ms: u64,
+}
+
+/// One try of the request on one upstream, routed through Envoy.
+#[derive(Debug)]
+struct Attempt {
+    primary: UpstreamId,
+    upstream: UpstreamId,
+    ticket: Ticket,
+    started_ms: u64,
+    /// Request headers a fallback's rewrite changed, with their values before it.
+    undo: Vec<(String, Option<String>)>,
+}
+
+/// A failed response held while fallbacks are called.
+#[derive(Debug)]
+struct Failover {
+    primary: UpstreamId,
+    /// Every candidate considered so far (tried or skipped), in order.
+    tried: Vec<UpstreamId>,
+    /// The upstreams actually called, in order: the served one, then each callout.
+    called: Vec<UpstreamId>,
+    /// Callouts sent.
+    attempts: u32,
+    /// The callout in flight.
+    call: Option<Call>,
+}
+
+/// A callout in flight.
+#[derive(Debug)]
+struct Call {
+    upstream: UpstreamId,
+    ticket: Ticket,
+    started_ms: u64,
+}
+
+/// The request as the client sent it, as far as routing and failover need it.
+#[derive(Debug, Default)]
+struct Client {
+    path: String,
+    authority: String,
+    /// The whole header map, read once when failover may re-send the request or the body
+    /// may re-route it; header lookups read it from then on.
+    headers: Option<Vec<(String, String)>>,
+    /// The request body kept for failover; `None` when the request is not eligible or its
+    /// body outgrew `failover.max_body_bytes`.
+    copy: Option<Copy>,
+}
+
+/// The request body kept for a possible failover.
+#[derive(Debug, Default)]
+struct Copy {
+    body: Vec<u8>,
+    complete: bool,
+}
+
+impl Client {
+    /// A request header from the map read at request time.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Exchange {
+    pub fn new() -> Exchange {
+        Exchange::default()
+    }
+
+    /// Handles one event.
+    pub fn handle<H: Host>(&mut self, rt: &Runtime<H>, event: Event<'_>) -> Step {
+        match event {
+            Event::RequestHeaders {
+                headers,
+                end_of_stream,
+            } => self.on_request_headers(rt, headers, end_of_stream),
+            Event::RequestBody {
+                len,
+                end_of_stream,
+                body,
+            } => self.on_request_body(rt, len, end_of_stream, body),
+            Event::ResponseHeaders { headers, info } => self.on_response_headers(rt, headers, info),
+            Event::ResponseBody { .. } => match self.phase {
+                Phase::FailingOver(_) => Step::pause(),
+                _ => Step::go(),
+            },
+            Event::CalloutAnswered(answer) => self.on_callout(rt, answer),
+            Event::CalloutNotSent => self.on_callout_not_sent(rt),
+            Event::Tick => self.on_tick(rt),
+            Event::Done => {
+                self.on_done(rt);
+                Step::go()
+            }
+        }
+    }
+
+    /// When the exchange wants an [`Event::Tick`], if ever.
+    pub fn wake_at(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::HeldForBody(h) if h.wake_ms != u64::MAX => Some(h.wake_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether a callout is in flight (its answer must come back to this exchange).
+    pub fn awaits_callout(&self) -> bool {
+        matches!(&self.phase, Phase::FailingOver(f) if f.call.is_some())
+    }
+
+    /// The phase's name, for logs and tests.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::New => "new",
+            Phase::Unrouted => "unrouted",
+            Phase::Answered => "answered",
+            Phase::HeldForBody(_) => "held_for_body",
+            Phase::RewritingBody { .. } => "rewriting_body",
+            Phase::Sent(_) => "sent",
+            Phase::Delivering => "delivering",
+            Phase::FailingOver(_) => "failing_over",
+            Phase::Finished => "finished",
+        }
+    }
+
+    /// The stream is over: free whatever an attempt or a callout still holds, counting
+    /// nothing against the provider (the client went away, or Envoy reset the stream).
+    fn on_done<H: Host>(&mut self, rt: &Runtime<H>) {
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Sent(a)
+            | Phase::RewritingBody { attempt: a, .. }
+            | Phase::HeldForBody(Held {
+                attempt: Some(a), ..
+            }) => rt.release(a.upstream, a.ticket),
+            Phase::FailingOver(Failover { call: Some(c), .. }) => rt.release(c.upstream, c.ticket),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,616 @@
+//! One request's phases and transitions, driven in-process against a fake host.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::fake::{worker, Bytes, Info, Map, Worker};
+use crate::breaker::{StateKind, Ticket};
+use crate::classify::flags;
+use crate::exchange::{Answer, Effect, Event, Exchange, Flow, Reply, Step, BODY_WAIT_MS};
+use crate::host::HttpCall;
+use crate::outcome::{FailureReason, Outcome};
+use crate::runtime::StopIteration;
+
+const CONFIG: &str = r#"{
+    "health_path": "/health",
+    "defaults": {"failure_threshold": 2, "recovery_timeout": 10, "recovery_jitter": 0,
+                 "success_threshold": 1},
+    "upstreams": [
+        {"name": "openai", "fallbacks": ["anthropic", "azure"]},
+        {"name": "anthropic", "rewrite": {"model": "claude", "headers": {"x-provider": "anthropic"}}},
+        {"name": "azure", "cluster": "azure-openai",
+         "rewrite": {"path": "/openai/deployments/x/chat/completions", "host": "azure.example"}}
+    ],
+    "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}],
+    "failover": {"max_attempts": 2}
+}"#;
+
+const MODEL_ROUTES: &str = r#"{
+    "defaults": {"failure_threshold": 2},
+    "upstreams": [{"name": "openai", "fallbacks": ["anthropic"]},
+                  {"name": "anthropic", "rewrite": {"model": "claude", "headers": {"x-provider": "a"}}},
+                  {"name": "mini"}],
+    "routes": [{"match": {"model": "gpt-4o-mini"}, "upstream": "mini"},
+               {"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]
+}"#;
+
+const T0: u64 = 1_700_000_000_000;
+const CHAT: &[u8] = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+struct Case {
+    w: Worker,
+    clock: Rc<Cell<u64>>,
+    ex: Exchange,
+}
+
+impl Case {
+    fn new(json: &str) -> Case {
+        let (w, clock) = worker(json, T0);
+        Case {
+            w,
+            clock,
+            ex: Exchange::new(),
+        }
+    }
+
+    fn send(&mut self, event: Event<'_>) -> Step {
+        self.ex.handle(&self.w.rt, event)
+    }
+
+    fn request(&mut self, extra: &[(&str, &str)], end_of_stream: bool) -> Step {
+        let mut h = Map::of(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "api.example"),
+            ("content-type", "application/json"),
+        ]);
+        for (k, v) in extra {
+            h.0.retain(|(n, _)| n != k);
+            h.0.push((k.to_string(), v.to_string()));
+        }
+        self.send(Event::RequestHeaders {
+            headers: &h,
+            end_of_stream,
+        })
+    }
+
+    fn body(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
+        self.send(Event::RequestBody {
+            len: bytes.len(),
+            end_of_stream,
+            body: &Bytes(bytes.to_vec()),
+        })
+    }
+
+    fn post(&mut self, bytes: &[u8]) -> (Step, Step) {
+        let len = bytes.len().to_string();
+        let h = self.request(&[("content-length", &len)], false);
+        let b = self.body(bytes, true);
+        (h, b)
+    }
+
+    fn response(&mut self, status: u16, extra: &[(&str, &str)]) -> Step {
+        self.response_info(status, extra, Info::default())
+    }
+
+    fn response_info(&mut self, status: u16, extra: &[(&str, &str)], info: Info) -> Step {
+        let s = status.to_string();
+        let mut h = Map::of(&[(":status", &s)]);
+        h.0.extend(Map::of(extra).0);
+        self.send(Event::ResponseHeaders {
+            headers: &h,
+            info: &info,
+        })
+    }
+
+    fn answer(&mut self, status: u16, body: &[u8]) -> Step {
+        let s = status.to_string();
+        let h = Map::of(&[
+            (":status", &s),
+            ("content-type", "application/json"),
+            ("content-length", "999"),
+        ]);
+        let b = Bytes(body.to_vec());
+        self.send(Event::CalloutAnswered(Some(Answer {
+            headers: &h,
+            body: &b,
+            body_len: body.len(),
+        })))
+    }
+
+    fn id(&self, name: &str) -> crate::config::UpstreamId {
+        self.w.rt.config.upstream_id(name).expect("configured")
+    }
+
+    /// Opens `name`'s breaker with recorded failures.
+    fn trip(&self, name: &str) {
+        let u = self.id(name);
+        for _ in 0..2 {
+            self.w.rt.record(
+                u,
+                Ticket::Counted,
+                T0,
+                &Outcome::failure(FailureReason::Status5xx),
+            );
+        }
+        assert_eq!(self.state(name), StateKind::Open);
+    }
+
+    fn state(&self, name: &str) -> StateKind {
+        self.w.rt.snapshot(self.id(name), self.clock.get()).state
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        self.w.metrics().count(key)
+    }
+}
+
+fn set_header<'a>(step: &'a Step, name: &str) -> Option<&'a str> {
+    step.effects.iter().rev().find_map(|e| match e {
+        Effect::SetRequestHeader(n, v) if n == name => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+fn removes(step: &Step, name: &str) -> bool {
+    step.effects
+        .iter()
+        .any(|e| matches!(e, Effect::RemoveRequestHeader(n) if n == name))
+}
+
+fn response_header<'a>(step: &'a Step, name: &str) -> Option<&'a str> {
+    step.effects.iter().find_map(|e| match e {
+        Effect::SetResponseHeader(n, v) if n == name => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+fn reply(step: &Step) -> Option<&Reply> {
+    step.effects.iter().find_map(|e| match e {
+        Effect::Reply(r) => Some(r),
+        _ => None,
+    })
+}
+
+fn call(step: &Step) -> Option<&HttpCall> {
+    step.effects.iter().find_map(|e| match e {
+        Effect::Call(c) => Some(c),
+        _ => None,
+    })
+}
+
+fn new_body(step: &Step) -> Option<String> {
+    step.effects.iter().find_map(|e| match e {
+        Effect::ReplaceRequestBody { body, .. } => String::from_utf8(body.clone()).ok(),
+        _ => None,
+    })
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+// ---------------------------------------------------------------------------------------
+// Request side
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_request_no_route_claims_passes_through_without_the_route_header() {
+    let mut c = Case::new(CONFIG);
+    let step = c.request(
+        &[(":path", "/other"), ("x-ai-cb-upstream", "azure-openai")],
+        true,
+    );
+    assert_eq!(step.flow, Flow::Continue);
+    assert!(removes(&step, "x-ai-cb-upstream"), "{step:?}");
+    assert_eq!(c.ex.phase_name(), "unrouted");
+    assert_eq!(c.response(200, &[]), Step::go(), "nothing is judged");
+}
+
+#[test]
+fn a_routed_request_goes_to_its_primary_and_its_success_is_counted() {
+    let mut c = Case::new(CONFIG);
+    let (h, b) = c.post(CHAT);
+    assert_eq!(h.flow, Flow::Continue);
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("openai"));
+    assert_eq!(b, Step::go());
+    assert_eq!(c.ex.phase_name(), "sent");
+    let r = c.response(200, &[]);
+    assert_eq!(r.flow, Flow::Continue);
+    assert_eq!(response_header(&r, "x-ai-cb-served-by"), Some("openai"));
+    assert_eq!(c.ex.phase_name(), "delivering");
+    assert_eq!(c.count("requests{openai,success}"), 1);
+}
+
+#[test]
+fn health_answers_get_and_head_and_refuses_other_methods() {
+    for (method, status) in [("GET", 200), ("HEAD", 200), ("POST", 405)] {
+        let mut c = Case::new(CONFIG);
+        let step = c.request(&[(":method", method), (":path", "/health?x=1")], true);
+        let r = reply(&step).expect("answered locally");
+        assert_eq!(r.status, status, "{method}");
+        assert_eq!(step.flow, Flow::Pause);
+        assert_eq!(c.ex.phase_name(), "answered");
+        if status == 405 {
+            assert_eq!(header_of(&r.headers, "allow"), Some("GET, HEAD"));
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            assert_eq!(v["providers"]["openai"], "closed");
+        }
+    }
+}
+
+#[test]
+fn an_open_primary_sends_the_request_to_the_fallback_with_its_rewrite() {
+    let mut c = Case::new(CONFIG);
+    c.trip("openai");
+    let h = c.request(&[("content-length", "70")], false);
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("anthropic"));
+    assert_eq!(set_header(&h, "x-provider"), Some("anthropic"));
+    assert_eq!(
+        h.flow,
+        Flow::Pause,
+        "headers held: the body gets a new model and length"
+    );
+    assert_eq!(c.ex.phase_name(), "held_for_body");
+    assert_eq!(c.body(&CHAT[..10], false).flow, Flow::Pause, "buffering");
+    let b = c.body(CHAT, true);
+    assert_eq!(b.flow, Flow::Continue);
+    let body = new_body(&b).expect("body rewritten");
+    assert_eq!(
+        body,
+        r#"{"model":"claude","messages":[{"role":"user","content":"hi"}]}"#
+    );
+    assert_eq!(
+        set_header(&b, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Granted);
+    assert_eq!(c.count("rejected{openai}"), 1);
+    assert_eq!(c.count("fallbacks{openai,anthropic}"), 1);
+}
+
+#[test]
+fn without_stop_iteration_the_rewritten_body_goes_chunked() {
+    let mut c = Case::new(CONFIG);
+    c.w.rt.stop_iteration.set(StopIteration::Denied);
+    c.trip("openai");
+    let h = c.request(&[("content-length", "70")], false);
+    assert_eq!(h.flow, Flow::Continue);
+    assert!(removes(&h, "content-length"));
+    assert_eq!(c.ex.phase_name(), "rewriting_body");
+    assert_eq!(c.body(&CHAT[..10], false).flow, Flow::Pause);
+    let b = c.body(CHAT, true);
+    assert!(new_body(&b)
+        .expect("rewritten")
+        .contains(r#""model":"claude""#));
+    assert_eq!(set_header(&b, "content-length"), None);
+    assert_eq!(c.ex.phase_name(), "sent");
+}
+
+#[test]
+fn a_request_that_ends_with_its_headers_is_never_held() {
+    let mut c = Case::new(CONFIG);
+    c.trip("openai");
+    let h = c.request(&[(":method", "GET")], true);
+    assert_eq!(h.flow, Flow::Continue);
+    assert_eq!(c.ex.phase_name(), "sent");
+}
+
+#[test]
+fn when_every_breaker_is_open_the_filter_answers_with_retry_after() {
+    let mut c = Case::new(CONFIG);
+    for name in ["openai", "anthropic", "azure"] {
+        c.trip(name);
+    }
+    c.clock.set(T0 + 4_000);
+    let step = c.request(&[], true);
+    let r = reply(&step).expect("fast fail");
+    assert_eq!(r.status, 503);
+    assert_eq!(header_of(&r.headers, "retry-after"), Some("6"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["error"]["type"], "circuit_open");
+    assert_eq!(c.count("all_open"), 1);
+    assert_eq!(c.ex.phase_name(), "answered");
+}
+
+#[test]
+fn a_model_route_holds_the_headers_and_routes_on_the_body() {
+    let mut c = Case::new(MODEL_ROUTES);
+    let h = c.request(&[], false);
+    assert_eq!(h.flow, Flow::Pause);
+    assert_eq!(
+        set_header(&h, "x-ai-cb-upstream"),
+        Some("openai"),
+        "provisional"
+    );
+    let b = c.body(br#"{"model":"gpt-4o-mini"}"#, true);
+    assert_eq!(set_header(&b, "x-ai-cb-upstream"), Some("mini"));
+    assert_eq!(b.flow, Flow::Continue);
+    c.response(200, &[]);
+    assert_eq!(c.count("requests{mini,success}"), 1);
+    assert_eq!(c.count("requests{openai,success}"), 0);
+}
+
+#[test]
+fn a_reroute_on_the_body_undoes_the_provisional_fallbacks_rewrite() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.trip("openai");
+    c.clock.set(T0 + 1);
+    let h = c.request(&[("x-keep", "1")], false);
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("anthropic"));
+    assert_eq!(set_header(&h, "x-provider"), Some("a"));
+    let b = c.body(br#"{"model":"gpt-4o-mini","n":1}"#, true);
+    assert_eq!(set_header(&b, "x-ai-cb-upstream"), Some("mini"));
+    assert!(removes(&b, "x-provider"), "the client sent none: {b:?}");
+    assert_eq!(new_body(&b), None, "mini is a primary: no model rewrite");
+}
+
+#[test]
+fn a_held_request_resumes_on_its_header_route_when_envoy_does_not_grant_stop_iteration() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.request(&[], false);
+    assert_eq!(c.ex.wake_at(), Some(T0 + BODY_WAIT_MS));
+    assert_eq!(c.send(Event::Tick), Step::go(), "not due yet");
+    c.clock.set(T0 + BODY_WAIT_MS);
+    let t = c.send(Event::Tick);
+    assert_eq!(t.effects, vec![Effect::ResumeRequest]);
+    assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Denied);
+    assert_eq!(c.ex.phase_name(), "sent");
+    assert_eq!(c.ex.wake_at(), None);
+}
+
+#[test]
+fn once_stop_iteration_is_granted_a_slow_body_is_waited_for() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.w.rt.stop_iteration.set(StopIteration::Granted);
+    c.request(&[], false);
+    c.clock.set(T0 + 10 * BODY_WAIT_MS);
+    assert_eq!(c.send(Event::Tick), Step::go());
+    assert_eq!(c.ex.phase_name(), "held_for_body");
+    let b = c.body(br#"{"model":"gpt-4o-mini"}"#, true);
+    assert_eq!(set_header(&b, "x-ai-cb-upstream"), Some("mini"));
+}
+
+#[test]
+fn a_cancelled_probe_frees_its_slot() {
+    let mut c = Case::new(CONFIG);
+    c.trip("openai");
+    c.clock.set(T0 + 10_000);
+    c.request(&[(":method", "GET")], true);
+    assert_eq!(c.state("openai"), StateKind::HalfOpen);
+    let snapshot = |c: &Case| c.w.rt.snapshot(c.id("openai"), T0 + 10_000);
+    assert_eq!(snapshot(&c).probes_in_flight, 1);
+    c.send(Event::Done);
+    assert_eq!(snapshot(&c).probes_in_flight, 0);
+    assert_eq!(
+        c.count("requests{openai,failure}"),
+        2,
+        "nothing more counted"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Response side and failover
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_failed_response_is_held_while_the_fallback_answers_for_it() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    let r = c.response(500, &[]);
+    assert_eq!(r.flow, Flow::Pause, "held");
+    let call = call(&r).expect("fallback called");
+    assert_eq!(call.cluster, "anthropic");
+    assert_eq!(
+        header_of(&call.headers, "x-ai-cb-upstream"),
+        Some("anthropic")
+    );
+    assert_eq!(header_of(&call.headers, "x-provider"), Some("anthropic"));
+    let sent = String::from_utf8(call.body.clone()).expect("utf-8");
+    assert!(sent.contains(r#""model":"claude""#), "{sent}");
+    assert_eq!(
+        header_of(&call.headers, "content-length"),
+        Some(sent.len().to_string().as_str())
+    );
+    assert_eq!(
+        c.send(Event::ResponseBody {
+            len: 10,
+            end_of_stream: true
+        })
+        .flow,
+        Flow::Pause
+    );
+    let a = c.answer(200, br#"{"id":"x"}"#);
+    let reply = reply(&a).expect("fallback's answer served");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, br#"{"id":"x"}"#);
+    assert_eq!(
+        header_of(&reply.headers, "x-ai-cb-served-by"),
+        Some("anthropic")
+    );
+    assert_eq!(
+        header_of(&reply.headers, "x-ai-cb-failover"),
+        Some("openai->anthropic")
+    );
+    assert_eq!(
+        header_of(&reply.headers, "content-length"),
+        None,
+        "reframed"
+    );
+    assert_eq!(c.count("requests{openai,failure}"), 1);
+    assert_eq!(c.count("requests{anthropic,success}"), 1);
+    assert_eq!(c.count("failovers{openai,anthropic,success}"), 1);
+}
+
+#[test]
+fn a_fallbacks_error_answer_is_never_served_and_the_chain_goes_on() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    c.response(500, &[]);
+    let a = c.answer(401, br#"{"error":"bad key"}"#);
+    assert!(reply(&a).is_none(), "a 401 is not an answer");
+    let next = call(&a).expect("next fallback");
+    assert_eq!(next.cluster, "azure-openai");
+    assert_eq!(
+        header_of(&next.headers, ":path"),
+        Some("/openai/deployments/x/chat/completions")
+    );
+    assert_eq!(c.count("requests{anthropic,ignored}"), 1);
+    assert_eq!(c.count("failovers{openai,anthropic,failure}"), 1);
+    let last = c.answer(404, b"{}");
+    assert!(reply(&last).is_none());
+    assert_eq!(
+        response_header(&last, "x-ai-cb-failover"),
+        Some("openai->anthropic->azure (failed)")
+    );
+    assert_eq!(
+        last.effects.last(),
+        Some(&Effect::ResumeResponse),
+        "the primary's answer goes"
+    );
+}
+
+#[test]
+fn a_callout_that_gets_no_answer_counts_as_a_timeout_or_connect_failure() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    c.response(503, &[]);
+    c.clock.set(T0 + 30_000);
+    let a = c.send(Event::CalloutAnswered(None));
+    assert_eq!(c.count("failures{anthropic,timeout}"), 1);
+    assert!(call(&a).is_some(), "azure is next");
+    c.clock.set(T0 + 30_010);
+    c.send(Event::CalloutAnswered(None));
+    assert_eq!(c.count("failures{azure,connect_failure}"), 1);
+}
+
+#[test]
+fn a_callout_that_cannot_be_sent_frees_its_slot_and_tries_the_next() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    c.response(500, &[]);
+    let n = c.send(Event::CalloutNotSent);
+    assert_eq!(call(&n).expect("next").cluster, "azure-openai");
+    assert_eq!(c.count("failovers{openai,anthropic,failure}"), 1);
+    assert_eq!(
+        c.count("requests{anthropic,failure}"),
+        0,
+        "nothing reached it"
+    );
+}
+
+#[test]
+fn open_fallbacks_are_skipped_during_failover() {
+    let mut c = Case::new(CONFIG);
+    c.trip("anthropic");
+    c.post(CHAT);
+    let r = c.response(502, &[]);
+    assert_eq!(call(&r).expect("azure").cluster, "azure-openai");
+    assert_eq!(c.count("failovers{openai,anthropic,skipped}"), 1);
+}
+
+#[test]
+fn a_body_that_cannot_be_rewritten_skips_the_fallback_that_needs_it() {
+    let mut c = Case::new(CONFIG);
+    let body = b"not json at all";
+    c.post(body);
+    let r = c.response(500, &[]);
+    let next = call(&r).expect("azure needs no model rewrite");
+    assert_eq!(next.cluster, "azure-openai");
+    assert_eq!(next.body, body.to_vec());
+    assert_eq!(c.count("failovers{openai,anthropic,skipped}"), 1);
+}
+
+#[test]
+fn failures_not_listed_in_failover_on_and_client_errors_pass_through() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    let r = c.response(400, &[]);
+    assert_eq!(r.flow, Flow::Continue);
+    assert!(call(&r).is_none());
+    assert_eq!(c.count("requests{openai,ignored}"), 1);
+}
+
+#[test]
+fn a_request_over_max_body_bytes_is_not_kept_for_failover() {
+    let json = CONFIG.replace(
+        r#""max_attempts": 2"#,
+        r#""max_attempts": 2, "max_body_bytes": 16"#,
+    );
+    let mut c = Case::new(&json);
+    let h = c.request(&[], false);
+    assert_eq!(h.flow, Flow::Continue);
+    c.body(&CHAT[..12], false);
+    c.body(&CHAT[12..], true);
+    let r = c.response(500, &[]);
+    assert!(call(&r).is_none(), "the body outgrew the copy");
+    assert_eq!(r.flow, Flow::Continue);
+}
+
+#[test]
+fn envoy_timeouts_and_resets_are_classified_from_the_stream_info() {
+    let mut c = Case::new(CONFIG);
+    c.request(&[(":method", "GET")], true);
+    c.response_info(
+        504,
+        &[],
+        Info {
+            flags: flags::UPSTREAM_REQUEST_TIMEOUT,
+            details: Some("upstream_response_timeout".into()),
+        },
+    );
+    assert_eq!(c.count("failures{openai,timeout}"), 1);
+    let mut d = Case::new(CONFIG);
+    d.request(&[(":method", "GET")], true);
+    d.response_info(
+        503,
+        &[],
+        Info {
+            flags: flags::UPSTREAM_CONNECTION_FAILURE,
+            details: None,
+        },
+    );
+    assert_eq!(d.count("failures{openai,connect_failure}"), 1);
+}
+
+#[test]
+fn a_rate_limit_carries_the_providers_wait_into_the_breaker() {
+    let mut c = Case::new(CONFIG);
+    for _ in 0..2 {
+        c.ex = Exchange::new();
+        c.request(&[(":method", "GET")], true);
+        c.response(429, &[("retry-after", "120")]);
+    }
+    let snap = c.w.rt.snapshot(c.id("openai"), T0);
+    assert_eq!(snap.state, StateKind::Open);
+    assert_eq!(
+        snap.next_probe_in_ms,
+        Some(120_000),
+        "Retry-After stretched the open time"
+    );
+}
+
+#[test]
+fn a_client_that_leaves_during_failover_frees_the_fallbacks_probe_slot() {
+    let mut c = Case::new(CONFIG);
+    c.trip("anthropic");
+    c.clock.set(T0 + 10_000);
+    c.post(CHAT);
+    c.response(500, &[]);
+    let snap = |c: &Case| c.w.rt.snapshot(c.id("anthropic"), T0 + 10_000);
+    assert_eq!(
+        snap(&c).probes_in_flight,
+        1,
+        "the fallback's probe is in flight"
+    );
+    assert!(c.ex.awaits_callout());
+    c.send(Event::Done);
+    assert_eq!(snap(&c).probes_in_flight, 0);
+}
