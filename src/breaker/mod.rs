@@ -7,10 +7,13 @@
 //! metrics and alerts are emitted from one place. Nothing here panics, and a clock that goes
 //! backwards is tolerated (it never re-opens, expires or closes anything early).
 
+mod transition;
 pub mod window;
 
+pub use transition::{Cause, Change, Transition, Trip, TripRule};
+
 use crate::config::{Mode, Policy};
-use crate::outcome::{FailureReason, Outcome};
+use crate::outcome::Outcome;
 use window::Window;
 
 /// The three breaker states, carrying their own data.
@@ -60,100 +63,6 @@ impl StateKind {
             StateKind::Closed => 0,
             StateKind::Open => 1,
             StateKind::HalfOpen => 2,
-        }
-    }
-}
-
-/// Which rule opened the breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TripRule {
-    /// `failure_threshold` failures inside the window.
-    Count,
-    /// The failure ratio reached `failure_rate.threshold` with enough volume.
-    Rate,
-    /// A half-open probe failed.
-    Probe,
-}
-
-impl TripRule {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TripRule::Count => "failure_count",
-            TripRule::Rate => "failure_rate",
-            TripRule::Probe => "probe_failure",
-        }
-    }
-}
-
-/// Why the breaker last opened: the rule and the failure that triggered it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trip {
-    pub rule: TripRule,
-    pub reason: FailureReason,
-}
-
-impl Trip {
-    /// `failure_count (status_5xx)`: the text logs, alerts and the health endpoint show.
-    pub fn describe(&self) -> String {
-        format!("{} ({})", self.rule.as_str(), self.reason.as_str())
-    }
-}
-
-/// Why a transition happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    Tripped(Trip),
-    RecoveryTimeoutElapsed,
-    ProbesSucceeded,
-}
-
-impl Cause {
-    pub fn describe(&self) -> String {
-        match self {
-            Cause::Tripped(t) => t.describe(),
-            Cause::RecoveryTimeoutElapsed => "recovery_timeout elapsed".to_string(),
-            Cause::ProbesSucceeded => "probes succeeded".to_string(),
-        }
-    }
-}
-
-/// A state change, returned to the caller so metrics and alerts come from one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
-    pub from: StateKind,
-    pub to: StateKind,
-    pub cause: Cause,
-    pub at_ms: u64,
-    /// Failures in the window when the transition happened.
-    pub failures_in_window: u32,
-    /// On a transition to CLOSED: how long the outage lasted, from the first OPEN.
-    pub open_duration_ms: Option<u64>,
-    /// On a transition to OPEN: when the breaker will let a probe through.
-    pub until_ms: Option<u64>,
-}
-
-/// What an engine call did to the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Change {
-    /// The state differs from before and must be written back.
-    pub dirty: bool,
-    pub transition: Option<Transition>,
-}
-
-impl Change {
-    const NONE: Change = Change {
-        dirty: false,
-        transition: None,
-    };
-    const DIRTY: Change = Change {
-        dirty: true,
-        transition: None,
-    };
-
-    fn transition(t: Transition) -> Change {
-        Change {
-            dirty: true,
-            transition: Some(t),
         }
     }
 }

@@ -219,18 +219,25 @@ impl Exchange {
         None
     }
 
+    /// The failover in progress and its callout in flight, taken out of the phase (which
+    /// stays as it was when there is none).
+    fn take_call(&mut self) -> Option<(Failover, Call)> {
+        if !matches!(&self.phase, Phase::FailingOver(f) if f.call.is_some()) {
+            return None;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Delivering) {
+            Phase::FailingOver(mut f) => f.call.take().map(|call| (f, call)),
+            _ => None,
+        }
+    }
+
     /// The callout answered (or the host reported no answer at all).
     pub(super) fn on_callout<H: Host>(
         &mut self,
         rt: &Runtime<H>,
         answer: Option<Answer<'_>>,
     ) -> Step {
-        let Phase::FailingOver(mut f) = std::mem::replace(&mut self.phase, Phase::Delivering)
-        else {
-            return Step::go();
-        };
-        let Some(call) = f.call.take() else {
-            self.phase = Phase::FailingOver(f);
+        let Some((mut f, call)) = self.take_call() else {
             return Step::go();
         };
         let cfg = &rt.config;
@@ -279,12 +286,7 @@ impl Exchange {
 
     /// The callout could not be sent: free its slot and try the next fallback.
     pub(super) fn on_callout_not_sent<H: Host>(&mut self, rt: &Runtime<H>) -> Step {
-        let Phase::FailingOver(mut f) = std::mem::replace(&mut self.phase, Phase::Delivering)
-        else {
-            return Step::go();
-        };
-        let Some(call) = f.call.take() else {
-            self.phase = Phase::FailingOver(f);
+        let Some((f, call)) = self.take_call() else {
             return Step::go();
         };
         let cfg = &rt.config;

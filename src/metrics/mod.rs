@@ -1,10 +1,11 @@
 //! The metrics the filter records, behind a small trait so the core stays host-independent.
 //!
-//! The adapter implements [`MetricsSink`] with Envoy stats (ids defined once at configure
-//! time); tests use [`NoMetrics`] or a recorder. Every method takes `&self`: recording a
-//! metric is a host call, not a change to the filter's own state. Labels travel inside the stat name as
-//! `name=.=value;.;` segments, which Envoy's `stats_tags` (or Istio's `extraStatTags`) turn
-//! into Prometheus labels: see [`stat_name`].
+//! [`StatSink`] implements [`MetricsSink`] over the proxy's three stats primitives
+//! ([`Stats`]), with every id defined once at configure time; tests use [`NoMetrics`] or a
+//! recorder. Every method takes `&self`: recording a metric is a host call, not a change to
+//! the filter's own state. Labels travel inside the stat name as `name=.=value;.;`
+//! segments, which Envoy's `stats_tags` (or Istio's `extraStatTags`) turn into Prometheus
+//! labels: see [`stat_name`].
 
 use crate::breaker::{StateKind, Transition};
 use crate::config::UpstreamId;
