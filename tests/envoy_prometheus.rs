@@ -63,18 +63,23 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
 
+/// Fails the test, with how to get it, when there is no `prometheus` binary on the PATH.
+fn require_prometheus() {
+    match Command::new("prometheus").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        other => panic!(
+            "cannot run `prometheus` ({other:?}). It comes with Debian's prometheus package, \
+             which `make test` installs (apt-get install prometheus)."
+        ),
+    }
+}
+
 impl Prometheus {
     /// Starts Prometheus scraping `target`'s `/stats/prometheus` with `rules` loaded, and
     /// waits until it is ready. The port is free when picked, but another process may take
     /// it before Prometheus binds it: a bind failure is retried on a new port.
     fn start(target: &str, rules: &serde_yaml::Value) -> Prometheus {
-        match Command::new("prometheus").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            other => panic!(
-                "cannot run `prometheus` ({other:?}). It comes with Debian's prometheus \
-                 package, which `make test` installs (apt-get install prometheus)."
-            ),
-        }
+        require_prometheus();
         let mut log = String::new();
         for attempt in 0..3 {
             let mut p = Prometheus::spawn(target, rules, attempt);
@@ -288,6 +293,7 @@ fn follow_alert(prom: &Prometheus, seen: &mut Vec<String>, deadline: Duration, u
 
 #[test]
 fn real_prometheus_fires_and_resolves_the_open_alert_and_charts_every_dashboard_query() {
+    require_prometheus();
     let s = Stack::start(&filter_config(), 2, Duration::from_secs(2));
     let prom = Prometheus::start(&s.envoy.admin(), &test_rules());
     let start = unix_now();
