@@ -10,8 +10,10 @@ MOCK          := target/release/mock-provider
 # wasm-bindgen-test-runner must match the wasm-bindgen version locked in Cargo.lock.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 CARGO_BIN     := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+# Debian packages are installed as root, or with sudo.
+SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help toolchain wasm-opt envoy wasm-bindgen-runner build mock test test-native test-wasm demo-check lint run clean
+.PHONY: help toolchain wasm-opt envoy wasm-bindgen-runner prometheus build mock test test-native test-wasm demo-check lint run clean
 
 help:
 	@echo "make run     build the filter, start Envoy + mock providers, replay an outage (Ctrl-C stops)"
@@ -42,6 +44,17 @@ wasm-bindgen-runner: Cargo.lock
 
 Cargo.lock:
 	cargo generate-lockfile
+
+# Prometheus (server and promtool), Debian's package: the tests check the alert rules with
+# promtool and run a real Prometheus against Envoy. --no-install-recommends skips the node
+# exporter. On a machine with systemd the package also starts its own service on :9090; the
+# tests do not use it (they start their own on a free port).
+prometheus:
+	@{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { \
+	  echo "installing prometheus (Debian package: the server and promtool)"; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && \
+	    $(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
 
 ## Build ----------------------------------------------------------------------------------
 
@@ -79,9 +92,10 @@ mock:
 test: test-native test-wasm demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
-# built by `build`, and the pip Envoy). The test profile, not --release: with the release
-# profile's panic = "abort", cargo may link an abort-built lib into the test binaries.
-test-native: build envoy
+# built by `build`, and the pip Envoy; the observability tests run promtool and a real
+# Prometheus). The test profile, not --release: with the release profile's panic = "abort",
+# cargo may link an abort-built lib into the test binaries.
+test-native: build envoy prometheus
 	cargo test
 
 # The core's unit tests again, compiled to wasm32-unknown-unknown and run under Node.
