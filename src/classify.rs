@@ -110,6 +110,39 @@ fn classify_failure(info: &ResponseInfo<'_>, c: &FailureConditions) -> Outcome {
     Outcome::Success
 }
 
+/// Envoy's own answer to a callout it could not complete, recognized by its shape: the
+/// async client's router replies locally with a plain-text 503 or 504 and without the
+/// `x-envoy-upstream-service-time` header every upstream answer carries. Returns the
+/// response flags and code details Envoy would report for a routed request that failed the
+/// same way, so both paths are classified alike.
+pub fn callout_local_reply(
+    status: Option<u16>,
+    from_upstream: bool,
+    body: &[u8],
+) -> Option<(u64, &'static str)> {
+    if from_upstream {
+        return None;
+    }
+    match status? {
+        504 if body.starts_with(b"upstream request timeout") => {
+            Some((flags::UPSTREAM_REQUEST_TIMEOUT, "upstream_response_timeout"))
+        }
+        503 if body.starts_with(b"upstream connect error or disconnect/reset before headers") => {
+            Some((
+                flags::UPSTREAM_CONNECTION_FAILURE,
+                "upstream_reset_before_response_started{connection_failure}",
+            ))
+        }
+        503 if body.starts_with(b"no healthy upstream") => {
+            Some((flags::NO_HEALTHY_UPSTREAM, "no_healthy_upstream"))
+        }
+        _ => None,
+    }
+}
+
+/// The header Envoy's router adds to every answer that came from an upstream.
+pub const UPSTREAM_TIME_HEADER: &str = "x-envoy-upstream-service-time";
+
 /// The longest wait the provider asked for, from `retry-after` or a rate-limit reset header.
 pub fn wait_ms(info: &ResponseInfo<'_>) -> Option<u64> {
     hints::wait_ms(info.retry_after, info.ratelimit_reset, info.now_ms)

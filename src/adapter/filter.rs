@@ -80,6 +80,9 @@ pub fn drive(shared: &Shared, context_id: u32, cell: &Cell, event: Event<'_>) ->
                 Effect::SetResponseHeader(n, v) => {
                     host::set_map(MapType::HttpResponseHeaders, &n, Some(&v))
                 }
+                Effect::ClearResponseBody { len } => {
+                    let _ = hc::set_buffer(BufferType::HttpResponseBody, 0, len, &[]);
+                }
                 Effect::ReplaceRequestBody { len, body } => {
                     let _ = hc::set_buffer(BufferType::HttpRequestBody, 0, len, &body);
                 }
@@ -158,16 +161,22 @@ impl HttpContext for Filter {
         })
     }
 
-    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
-        let headers = &Map(MapType::HttpResponseHeaders);
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let (headers, info) = (&Map(MapType::HttpResponseHeaders), &Properties);
         self.drive(Event::ResponseHeaders {
             headers,
-            info: &Properties,
+            info,
+            end_of_stream,
         })
     }
 
     fn on_http_response_body(&mut self, len: usize, end_of_stream: bool) -> Action {
-        self.drive(Event::ResponseBody { len, end_of_stream })
+        let body = &Buffer(BufferType::HttpResponseBody);
+        self.drive(Event::ResponseBody {
+            len,
+            end_of_stream,
+            body,
+        })
     }
 
     fn on_log(&mut self) {

@@ -101,16 +101,25 @@ impl Body for Buffer {
 /// Envoy's stream properties.
 pub struct Properties;
 
+/// An 8-byte little-endian integer property such as `response.flags`.
+fn property_u64(path: Vec<&str>) -> Option<u64> {
+    let bytes = hostcalls::get_property(path).ok().flatten()?;
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(raw))
+}
+
 impl StreamInfo for Properties {
     fn response_flags(&self) -> u64 {
-        let bytes = hostcalls::get_property(vec!["response", "flags"])
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        bytes
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map_or(0, u64::from_le_bytes)
+        property_u64(vec!["response", "flags"]).unwrap_or(0)
+    }
+
+    /// `request.total_size` counts the request headers' bytes (names and values) and every
+    /// body byte received from the client.
+    fn request_body_received(&self) -> Option<u64> {
+        let total = property_u64(vec!["request", "total_size"])?;
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).ok()?;
+        let head: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        Some(total.saturating_sub(u64::try_from(head).ok()?))
     }
 
     fn code_details(&self) -> Option<String> {

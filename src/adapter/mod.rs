@@ -152,7 +152,13 @@ impl RootContext for Plugin {
             Err(_) => Vec::new(),
         };
         for (id, cell) in due {
-            shared.drive_from_root(id, &cell, Event::Tick);
+            shared.drive_from_root(
+                id,
+                &cell,
+                Event::Tick {
+                    stream: &host::Properties,
+                },
+            );
         }
         for call in shared.rt.take_alerts() {
             if host::dispatch(&call).is_none() {

@@ -13,6 +13,8 @@ use crate::outcome::FailureReason;
 
 const DEFAULT_ROUTE_HEADER: &str = "x-ai-cb-upstream";
 const DEFAULT_RESPONSE_HEADER: &str = "x-ai-cb-served-by";
+/// The largest `body_buffer_limit`: 1 GiB.
+const MAX_BODY_BUFFER_LIMIT: usize = 1 << 30;
 const DEFAULT_FAST_FAIL_MESSAGE: &str = "All AI providers are currently unavailable";
 
 impl RawConfig {
@@ -53,6 +55,16 @@ impl RawConfig {
             alerting: match self.alerting {
                 Some(a) => Some(compile_alerting(a)?),
                 None => None,
+            },
+            body_buffer_limit: match self.body_buffer_limit {
+                Some(v) if v == 0 || v > MAX_BODY_BUFFER_LIMIT => {
+                    return Err(ConfigError::range(
+                        "body_buffer_limit",
+                        format!("must be between 1 and {MAX_BODY_BUFFER_LIMIT}, got {v}"),
+                    ))
+                }
+                Some(v) => v,
+                None => 1 << 20,
             },
             tick_interval_ms: match self.tick_interval {
                 Some(s) => duration_ms("tick_interval", s)?,

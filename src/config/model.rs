@@ -46,6 +46,8 @@ pub struct Config {
     pub alerting: Option<Alerting>,
     /// Period of the root context's timer, in milliseconds.
     pub tick_interval_ms: u64,
+    /// Most request body bytes the filter holds to read it (model routing, model rewrite).
+    pub body_buffer_limit: usize,
     pub(super) routes_on_model: bool,
     pub(super) routes_on_host: bool,
     pub(super) rewrites_body: bool,

@@ -150,6 +150,7 @@ pub(super) struct RawConfig {
     pub failover: Option<RawFailover>,
     pub alerting: Option<RawAlerting>,
     pub tick_interval: Option<f64>,
+    pub body_buffer_limit: Option<usize>,
 }
 
 impl RawConfig {
@@ -188,6 +189,7 @@ impl RawConfig {
             failover: o.object("failover")?.map(RawFailover::read).transpose()?,
             alerting: o.object("alerting")?.map(RawAlerting::read).transpose()?,
             tick_interval: o.value("tick_interval")?,
+            body_buffer_limit: o.value("body_buffer_limit")?,
         };
         o.done()?;
         Ok(raw)

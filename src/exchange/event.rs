@@ -28,6 +28,11 @@ pub trait StreamInfo {
     fn response_flags(&self) -> u64;
     /// `response.code_details`.
     fn code_details(&self) -> Option<String>;
+    /// Request body bytes Envoy has received from the client so far, whether or not it
+    /// showed them to the filter (`None`: Envoy does not say).
+    fn request_body_received(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An answer to a callout.
@@ -51,10 +56,12 @@ pub enum Event<'a> {
     ResponseHeaders {
         headers: &'a dyn Headers,
         info: &'a dyn StreamInfo,
+        end_of_stream: bool,
     },
     ResponseBody {
         len: usize,
         end_of_stream: bool,
+        body: &'a dyn Body,
     },
     /// The callout the exchange asked for answered; `None` when the host reported no
     /// response at all (timed out or could not connect).
@@ -62,7 +69,7 @@ pub enum Event<'a> {
     /// The callout the exchange asked for could not be sent.
     CalloutNotSent,
     /// The timer fired at or after the time the exchange asked to wake at.
-    Tick,
+    Tick { stream: &'a dyn StreamInfo },
     /// The stream is over (Envoy's log phase): complete, reset or cancelled.
     Done,
 }
@@ -85,6 +92,11 @@ pub enum Effect {
     ReplaceRequestBody {
         len: usize,
         body: Vec<u8>,
+    },
+    /// Drop the `len` bytes of response body Envoy holds (they were kept by the exchange),
+    /// so a held response never fills Envoy's buffer.
+    ClearResponseBody {
+        len: usize,
     },
     /// Answer the client locally.
     Reply(Reply),

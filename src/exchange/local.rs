@@ -31,6 +31,28 @@ pub fn all_open(config: &Config, now_ms: u64, retry_at_ms: u64) -> Reply {
     }
 }
 
+/// The reply to a request whose body the filter must rewrite for the only upstreams that
+/// could serve it, but cannot: over `body_buffer_limit`, or compressed.
+pub fn body_not_rewritable(config: &Config, why: &str) -> Reply {
+    let body = serde_json::json!({
+        "error": {
+            "message": format!(
+                "{why}: the fallback that can serve it needs its model rewritten, and the \
+                 proxy rewrites uncompressed bodies of at most {} bytes (body_buffer_limit)",
+                config.body_buffer_limit
+            ),
+            "type": "request_too_large",
+            "code": "request_too_large"
+        }
+    })
+    .to_string();
+    Reply {
+        status: 413,
+        headers: json_headers(&[]),
+        body: body.into_bytes(),
+    }
+}
+
 /// The health endpoint's answer to `method`: the JSON for GET and HEAD (Envoy drops the
 /// body of a local reply to HEAD and keeps its length), 405 otherwise.
 pub fn health(method: &str, render: impl FnOnce() -> String) -> Reply {

@@ -20,6 +20,7 @@
 mod body;
 mod event;
 pub mod failover;
+mod held;
 pub mod local;
 mod request;
 mod response;
@@ -32,8 +33,13 @@ use crate::config::UpstreamId;
 use crate::host::Host;
 use crate::runtime::Runtime;
 
-/// How long a request may wait at headers for its first body bytes before the filter checks
-/// whether Envoy lets it wait at all (`allow_on_headers_stop_iteration`).
+/// How much of a failed response's body is kept while fallbacks are called: what the client
+/// gets if every fallback fails too. The rest is dropped, so a held response never fills
+/// Envoy's buffer (a 2 MiB HTML error page from a load balancer, say).
+pub const KEPT_BODY_BYTES: usize = 64 * 1024;
+
+/// How often a request held at headers for its body checks whether Envoy lets it wait at all
+/// (`allow_on_headers_stop_iteration`), until a body callback proves it does.
 pub const BODY_WAIT_MS: u64 = 500;
 
 /// One request's lifecycle.
@@ -41,6 +47,8 @@ pub const BODY_WAIT_MS: u64 = 500;
 pub struct Exchange {
     phase: Phase,
     client: Client,
+    /// The upstream whose response headers were judged (the one the client hears from).
+    served: Option<UpstreamId>,
 }
 
 /// Where a request is in its lifecycle.
@@ -63,6 +71,8 @@ enum Phase {
     Delivering,
     /// The served attempt failed; its response is held while a fallback is called.
     FailingOver(Failover),
+    /// Every fallback failed; the failed response goes to the client once its body is in.
+    GivingUp(HeldResponse),
     /// The stream is over.
     Finished,
 }
@@ -93,6 +103,8 @@ struct Attempt {
 /// A failed response held while fallbacks are called.
 #[derive(Debug)]
 struct Failover {
+    /// The failed response, as far as it is kept.
+    held: HeldResponse,
     primary: UpstreamId,
     /// Every candidate considered so far (tried or skipped), in order.
     tried: Vec<UpstreamId>,
@@ -102,6 +114,19 @@ struct Failover {
     attempts: u32,
     /// The callout in flight.
     call: Option<Call>,
+}
+
+/// The served attempt's failed response, kept in case every fallback fails too.
+#[derive(Debug)]
+struct HeldResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// The first [`KEPT_BODY_BYTES`] of the body.
+    body: Vec<u8>,
+    /// The body has ended.
+    complete: bool,
+    /// `x-ai-cb-failover` for the reply: `openai->anthropic (failed)`.
+    chain: String,
 }
 
 /// A callout in flight.
@@ -123,6 +148,10 @@ struct Client {
     /// The request body kept for failover; `None` when the request is not eligible or its
     /// body outgrew `failover.max_body_bytes`.
     copy: Option<Copy>,
+    /// `content-length`, read when a route or a fallback may need the body.
+    announced: Option<usize>,
+    /// A `content-encoding` other than `identity`: the filter does not decode bodies.
+    encoded: bool,
 }
 
 /// The request body kept for a possible failover.
@@ -133,6 +162,17 @@ struct Copy {
 }
 
 impl Client {
+    /// Why this request's body cannot have its `model` rewritten, if it cannot.
+    fn unrewritable(&self, limit: usize) -> Option<&'static str> {
+        if self.encoded {
+            Some("the request body is compressed (content-encoding)")
+        } else if self.announced.is_some_and(|n| n > limit) {
+            Some("the request body is over the limit")
+        } else {
+            None
+        }
+    }
+
     /// A request header from the map read at request time.
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -160,14 +200,19 @@ impl Exchange {
                 end_of_stream,
                 body,
             } => self.on_request_body(rt, len, end_of_stream, body),
-            Event::ResponseHeaders { headers, info } => self.on_response_headers(rt, headers, info),
-            Event::ResponseBody { .. } => match self.phase {
-                Phase::FailingOver(_) => Step::pause(),
-                _ => Step::go(),
-            },
+            Event::ResponseHeaders {
+                headers,
+                info,
+                end_of_stream,
+            } => self.on_response_headers(rt, headers, info, end_of_stream),
+            Event::ResponseBody {
+                len,
+                end_of_stream,
+                body,
+            } => self.on_response_body(rt, len, end_of_stream, body),
             Event::CalloutAnswered(answer) => self.on_callout(rt, answer),
             Event::CalloutNotSent => self.on_callout_not_sent(rt),
-            Event::Tick => self.on_tick(rt),
+            Event::Tick { stream } => self.on_tick(rt, stream),
             Event::Done => {
                 self.on_done(rt);
                 Step::go()
@@ -199,6 +244,7 @@ impl Exchange {
             Phase::Sent(_) => "sent",
             Phase::Delivering => "delivering",
             Phase::FailingOver(_) => "failing_over",
+            Phase::GivingUp(_) => "giving_up",
             Phase::Finished => "finished",
         }
     }

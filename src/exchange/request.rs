@@ -9,20 +9,19 @@
 //! correct `content-length`; if Envoy does not let the filter hold headers, the body is
 //! rewritten on the fly and framed chunked instead.
 
-use log::warn;
+use log::info;
 
-use super::body::{model_of, with_model};
 use super::event::{Body, Effect, Headers, Step};
-use super::failover::method_eligible;
+use super::failover::{method_eligible, FAILOVER_HEADER};
 use super::local;
-use super::{Attempt, Client, Copy, Exchange, Held, Phase, BODY_WAIT_MS};
+use super::{Attempt, Client, Copy, Exchange, Phase};
 use crate::config::{Config, UpstreamId};
 use crate::host::Host;
 use crate::routing::{match_route, plan, ModelLookup, Plan, RequestView, RouteMatch};
 use crate::runtime::{Runtime, StopIteration};
 
 /// Where the routing decision sent a request.
-enum Routed {
+pub(super) enum Routed {
     To(Attempt, Vec<Effect>),
     Reply(super::Reply),
 }
@@ -58,6 +57,33 @@ impl Exchange {
         if cfg.routes_on_host() {
             self.client.authority = lookup(&self.client, ":authority").unwrap_or_default();
         }
+        if cfg.routes_on_model() || cfg.rewrites_body() {
+            self.client.announced =
+                lookup(&self.client, "content-length").and_then(|v| v.parse().ok());
+            self.client.encoded = lookup(&self.client, "content-encoding")
+                .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+        }
+        // Headers only the filter may write never reach a provider from a client.
+        let forged: Vec<Effect> = [FAILOVER_HEADER, cfg.response_header.as_str()]
+            .iter()
+            .filter(|name| lookup(&self.client, name).is_some())
+            .map(|name| Effect::RemoveRequestHeader(name.to_string()))
+            .collect();
+        let mut step = self.route_request(rt, headers, end_of_stream);
+        if !forged.is_empty() {
+            step.effects.splice(0..0, forged);
+        }
+        step
+    }
+
+    /// Routing, once the request is known to be neither the health path's nor forged.
+    fn route_request<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        headers: &dyn Headers,
+        end_of_stream: bool,
+    ) -> Step {
+        let cfg = &rt.config;
         let matched = self.match_request(cfg, Some(headers), ModelLookup::Unknown);
         if matched != RouteMatch::NoRoute {
             self.client.copy = self.new_copy(cfg, end_of_stream);
@@ -74,6 +100,20 @@ impl Exchange {
             }
             RouteMatch::NeedsBody => {
                 let provisional = self.match_request(cfg, Some(headers), ModelLookup::Known(None));
+                if let Some(why) = self.client.unrewritable(cfg.body_buffer_limit) {
+                    // Too large to hold, or compressed: the model cannot be read, so the
+                    // request routes on its headers alone.
+                    if !self.client.encoded {
+                        rt.host.metrics().body_over_limit();
+                    }
+                    info!("{why}: routes on \"model\" skipped for this request");
+                    return match provisional {
+                        RouteMatch::Upstream(p) => {
+                            self.route(rt, p, now, Some(headers), false, false)
+                        }
+                        _ => self.unrouted(cfg),
+                    };
+                }
                 match provisional {
                     RouteMatch::Upstream(p) => self.route(rt, p, now, Some(headers), false, true),
                     _ if rt.stop_iteration.get() == StopIteration::Denied => self.unrouted(cfg),
@@ -88,95 +128,9 @@ impl Exchange {
         }
     }
 
-    pub(super) fn on_request_body<H: Host>(
-        &mut self,
-        rt: &Runtime<H>,
-        len: usize,
-        end_of_stream: bool,
-        body: &dyn Body,
-    ) -> Step {
-        match &self.phase {
-            Phase::HeldForBody(_) => {
-                // A body callback while the headers are held: Envoy grants stop-iteration.
-                rt.stop_iteration.set(StopIteration::Granted);
-                if !end_of_stream {
-                    return Step::pause();
-                }
-                let bytes = body.read(len);
-                self.keep_whole(rt, &bytes);
-                match std::mem::replace(&mut self.phase, Phase::Finished) {
-                    Phase::HeldForBody(held) => self.release_held(rt, held, len, &bytes),
-                    other => {
-                        self.phase = other;
-                        Step::go()
-                    }
-                }
-            }
-            Phase::RewritingBody { .. } => {
-                if !end_of_stream {
-                    return Step::pause();
-                }
-                let bytes = body.read(len);
-                self.keep_whole(rt, &bytes);
-                let Phase::RewritingBody { attempt, model } =
-                    std::mem::replace(&mut self.phase, Phase::Finished)
-                else {
-                    return Step::go();
-                };
-                let mut step = Step::go();
-                match with_model(&bytes, &model) {
-                    Ok(new) => step
-                        .effects
-                        .push(Effect::ReplaceRequestBody { len, body: new }),
-                    Err(e) => warn!("request body not rewritten ({e:?}): model left as sent"),
-                }
-                self.phase = Phase::Sent(attempt);
-                step
-            }
-            Phase::Sent(_) | Phase::Delivering | Phase::FailingOver(_) => {
-                self.keep_chunk(rt, len, end_of_stream, body);
-                Step::go()
-            }
-            _ => Step::go(),
-        }
-    }
-
-    /// The timer fired for a request held at headers that has seen no body yet.
-    pub(super) fn on_tick<H: Host>(&mut self, rt: &Runtime<H>) -> Step {
-        let Phase::HeldForBody(held) = &mut self.phase else {
-            return Step::go();
-        };
-        if rt.host.now_ms() < held.wake_ms {
-            return Step::go();
-        }
-        if rt.stop_iteration.get() == StopIteration::Granted {
-            // Envoy lets the filter wait: this client is slow. Its stream timeouts bound it.
-            held.wake_ms = u64::MAX;
-            return Step::go();
-        }
-        rt.stop_iteration_denied();
-        let Phase::HeldForBody(held) = std::mem::replace(&mut self.phase, Phase::Finished) else {
-            return Step::go();
-        };
-        // Resume on the route the headers alone gave; a pending rewrite happens on the fly.
-        let mut step = Step::go();
-        self.phase = match held.attempt {
-            Some(attempt) => match self.pending_model(&rt.config, &attempt) {
-                Some(model) => {
-                    step.effects
-                        .push(Effect::RemoveRequestHeader("content-length".to_string()));
-                    Phase::RewritingBody { attempt, model }
-                }
-                None => Phase::Sent(attempt),
-            },
-            None => Phase::Unrouted,
-        };
-        step.with(Effect::ResumeRequest)
-    }
-
     /// Matches the request against the routes, reading headers from the map kept at request
     /// time or from `headers`.
-    fn match_request(
+    pub(super) fn match_request(
         &self,
         cfg: &Config,
         headers: Option<&dyn Headers>,
@@ -195,18 +149,9 @@ impl Exchange {
     }
 
     /// A request no route claims: it passes through, minus any client-sent route header.
-    fn unrouted(&mut self, cfg: &Config) -> Step {
+    pub(super) fn unrouted(&mut self, cfg: &Config) -> Step {
         self.phase = Phase::Unrouted;
         Step::go().with(Effect::RemoveRequestHeader(cfg.route_header.clone()))
-    }
-
-    /// Holds the request headers until the body is complete.
-    fn hold(&mut self, attempt: Option<Attempt>, route_on_model: bool, now_ms: u64) {
-        self.phase = Phase::HeldForBody(Held {
-            attempt,
-            route_on_model,
-            wake_ms: now_ms.saturating_add(BODY_WAIT_MS),
-        });
     }
 
     /// Routes the request to `primary`'s chain. `has_body` is false when the request ended
@@ -223,7 +168,7 @@ impl Exchange {
     ) -> Step {
         let cfg = &rt.config;
         let denied = rt.stop_iteration.get() == StopIteration::Denied;
-        let (attempt, effects) = match self.choose(rt, primary, now_ms, headers) {
+        let (attempt, effects) = match self.choose(rt, primary, now_ms, headers, !no_body) {
             Routed::To(a, effects) => (a, effects),
             Routed::Reply(_) if route_on_model && !denied => {
                 // Nothing admits on the headers alone; the body's model may route elsewhere.
@@ -262,81 +207,8 @@ impl Exchange {
         step
     }
 
-    /// The body is complete and the headers are still held: route again on `model` if a
-    /// route looks at it, rewrite the body for a fallback, and let everything go.
-    fn release_held<H: Host>(
-        &mut self,
-        rt: &Runtime<H>,
-        held: Held,
-        len: usize,
-        bytes: &[u8],
-    ) -> Step {
-        let cfg = &rt.config;
-        let mut step = Step::go();
-        let mut attempt = held.attempt;
-        if held.route_on_model {
-            let model = model_of(bytes);
-            let decided = match self.match_request(cfg, None, ModelLookup::Known(model.as_deref()))
-            {
-                RouteMatch::Upstream(p) => Some(p),
-                _ => None,
-            };
-            if decided != attempt.as_ref().map(|a| a.primary) {
-                if let Some(old) = attempt.take() {
-                    rt.release(old.upstream, old.ticket);
-                    // Undo the provisional fallback's rewrite, newest change first.
-                    for (name, value) in old.undo.into_iter().rev() {
-                        step.effects.push(match value {
-                            Some(v) => Effect::SetRequestHeader(name, v),
-                            None => Effect::RemoveRequestHeader(name),
-                        });
-                    }
-                }
-                match decided {
-                    Some(p) => match self.choose(rt, p, rt.host.now_ms(), None) {
-                        Routed::To(a, effects) => {
-                            step.effects.extend(effects);
-                            attempt = Some(a);
-                        }
-                        Routed::Reply(reply) => {
-                            self.phase = Phase::Answered;
-                            step.effects.push(Effect::Reply(reply));
-                            step.flow = super::Flow::Pause;
-                            return step;
-                        }
-                    },
-                    None => {
-                        let unrouted = self.unrouted(cfg);
-                        step.effects.extend(unrouted.effects);
-                        return step;
-                    }
-                }
-            }
-        }
-        let Some(attempt) = attempt else {
-            let unrouted = self.unrouted(cfg);
-            step.effects.extend(unrouted.effects);
-            return step;
-        };
-        if let Some(model) = self.pending_model(cfg, &attempt) {
-            match with_model(bytes, &model) {
-                Ok(new) => {
-                    step.effects.push(Effect::SetRequestHeader(
-                        "content-length".to_string(),
-                        new.len().to_string(),
-                    ));
-                    step.effects
-                        .push(Effect::ReplaceRequestBody { len, body: new });
-                }
-                Err(e) => warn!("request body not rewritten ({e:?}): model left as sent"),
-            }
-        }
-        self.phase = Phase::Sent(attempt);
-        step
-    }
-
     /// The `model` to write into the body: the serving fallback's rewrite, if any.
-    fn pending_model(&self, cfg: &Config, attempt: &Attempt) -> Option<String> {
+    pub(super) fn pending_model(&self, cfg: &Config, attempt: &Attempt) -> Option<String> {
         if attempt.upstream == attempt.primary {
             return None;
         }
@@ -347,16 +219,33 @@ impl Exchange {
 
     /// Offers the request to `primary`'s chain: the first upstream that admits serves, with
     /// its rewrite when it is a fallback; when none admits, the fast-fail reply.
-    fn choose<H: Host>(
+    pub(super) fn choose<H: Host>(
         &self,
         rt: &Runtime<H>,
         primary: UpstreamId,
         now_ms: u64,
         headers: Option<&dyn Headers>,
+        has_body: bool,
     ) -> Routed {
         let cfg = &rt.config;
         let metrics = rt.host.metrics();
-        match plan(cfg.chain(primary).iter().copied(), |u| rt.admit(u, now_ms)) {
+        // A fallback that needs its model rewritten cannot take a body the filter cannot
+        // rewrite: it is skipped, never sent the wrong model.
+        let blocked = has_body
+            .then(|| self.client.unrewritable(cfg.body_buffer_limit))
+            .flatten();
+        let mut skipped_for_body = false;
+        let candidates = cfg.chain(primary).iter().copied().filter(|&u| {
+            let skip =
+                blocked.is_some() && u != primary && cfg.upstream(u).rewrite_model().is_some();
+            skipped_for_body |= skip;
+            !skip
+        });
+        let decision = plan(candidates, |u| rt.admit(u, now_ms));
+        if skipped_for_body {
+            metrics.body_over_limit();
+        }
+        match decision {
             Plan::Serve {
                 upstream,
                 ticket,
@@ -403,8 +292,13 @@ impl Exchange {
                 for s in skipped {
                     metrics.rejected(s);
                 }
-                metrics.all_open();
-                Routed::Reply(local::all_open(cfg, now_ms, retry_at_ms))
+                match blocked.filter(|_| skipped_for_body) {
+                    Some(why) => Routed::Reply(local::body_not_rewritable(cfg, why)),
+                    None => {
+                        metrics.all_open();
+                        Routed::Reply(local::all_open(cfg, now_ms, retry_at_ms))
+                    }
+                }
             }
         }
     }
@@ -430,7 +324,7 @@ impl Exchange {
     }
 
     /// Keeps one streamed body chunk for a possible failover.
-    fn keep_chunk<H: Host>(
+    pub(super) fn keep_chunk<H: Host>(
         &mut self,
         rt: &Runtime<H>,
         len: usize,
@@ -455,7 +349,7 @@ impl Exchange {
     }
 
     /// Keeps the whole (buffered) body for a possible failover.
-    fn keep_whole<H: Host>(&mut self, rt: &Runtime<H>, bytes: &[u8]) {
+    pub(super) fn keep_whole<H: Host>(&mut self, rt: &Runtime<H>, bytes: &[u8]) {
         if bytes.len() > rt.config.failover.max_body_bytes {
             self.client.copy = None;
         } else if let Some(copy) = self.client.copy.as_mut() {

@@ -4,21 +4,22 @@
 //! The served attempt's response headers are classified and recorded against its breaker.
 //! When the outcome is a failure listed in `failover.on` and the request was kept, the
 //! response is held and the next fallback of the primary's chain whose breaker admits it is
-//! called with the client's request (and that fallback's rewrite). Only a successful answer
-//! replaces the held response; any other answer is recorded against that fallback and the
-//! chain goes on. When nothing is left, the held response goes to the client, marked
-//! `(failed)`.
+//! called with the client's request (and that fallback's rewrite). While it is held, its
+//! body is kept up to [`KEPT_BODY_BYTES`] and drained from Envoy's buffer. Only a successful
+//! answer replaces the held response; any other answer (Envoy's own timeout or connect-error
+//! reply included) is recorded against that fallback and the chain goes on. When nothing is
+//! left, the client gets the held response, marked `(failed)`.
 
 use log::warn;
 
 use super::body::with_model;
-use super::event::{Answer, Effect, Headers, Reply, Step, StreamInfo};
-use super::failover::{
-    callout_failure, callout_headers, chain_label, reply_headers, triggers, FAILOVER_HEADER,
+use super::event::{Answer, Body, Effect, Headers, Reply, Step, StreamInfo};
+use super::failover::{callout_failure, callout_headers, chain_label, reply_headers, triggers};
+use super::{Attempt, Call, Exchange, Failover, Held, HeldResponse, Phase, KEPT_BODY_BYTES};
+use crate::breaker::{Admission, Ticket};
+use crate::classify::{
+    callout_local_reply, classify, is_plain_success, ResponseInfo, UPSTREAM_TIME_HEADER,
 };
-use super::{Attempt, Call, Exchange, Failover, Held, Phase};
-use crate::breaker::Admission;
-use crate::classify::{classify, is_plain_success, ResponseInfo};
 use crate::config::UpstreamId;
 use crate::hints::RATELIMIT_RESET_HEADERS;
 use crate::host::{Host, HttpCall};
@@ -31,17 +32,30 @@ fn status_of(headers: &dyn Headers) -> Option<u16> {
     headers.get(":status").and_then(|s| s.parse().ok())
 }
 
+/// What Envoy said about a callout's answer: nothing for an upstream's own answer; the flags
+/// and details of a routed failure for Envoy's own local reply.
+struct CalloutInfo(Option<(u64, &'static str)>);
+
+impl StreamInfo for CalloutInfo {
+    fn response_flags(&self) -> u64 {
+        self.0.map_or(0, |(f, _)| f)
+    }
+
+    fn code_details(&self) -> Option<String> {
+        Some(self.0.map_or("via_upstream", |(_, d)| d).to_string())
+    }
+}
+
 /// Classifies one attempt's answer on `u`, reading only what the status makes necessary.
-/// `stream` is Envoy's view of a routed attempt (flags and code details); a callout has none.
 /// Returns the outcome and the time it was judged at (0 when the clock was not needed).
 fn judge<H: Host>(
     rt: &Runtime<H>,
     u: UpstreamId,
-    ticket: crate::breaker::Ticket,
+    ticket: Ticket,
     started_ms: u64,
     status: Option<u16>,
     headers: &dyn Headers,
-    stream: Option<&dyn StreamInfo>,
+    stream: &dyn StreamInfo,
 ) -> (Outcome, u64) {
     let policy = &rt.config.upstream(u).policy;
     if is_plain_success(status, policy) {
@@ -56,10 +70,10 @@ fn judge<H: Host>(
     }
     let now = rt.host.now_ms();
     let failing = !matches!(status, Some(s) if s < 400);
-    let (flags, details) = match stream {
-        Some(info) if failing => (info.response_flags(), info.code_details()),
-        Some(_) => (0, None),
-        None => (0, Some("via_upstream".to_string())),
+    let (flags, details) = if failing {
+        (stream.response_flags(), stream.code_details())
+    } else {
+        (0, None)
     };
     let (retry_after, reset) = if failing {
         (
@@ -86,22 +100,42 @@ fn is_usable_answer(status: Option<u16>) -> bool {
     matches!(status, Some(s) if (200..400).contains(&s))
 }
 
+impl HeldResponse {
+    /// Keeps what fits of a body chunk.
+    fn keep(&mut self, chunk: &[u8], end_of_stream: bool) {
+        let room = KEPT_BODY_BYTES.saturating_sub(self.body.len());
+        self.body
+            .extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(&[]));
+        self.complete |= end_of_stream;
+    }
+
+    /// The reply that gives the client the failed response after all, marked.
+    fn into_reply(self, response_header: &str, served_by: &str) -> Reply {
+        Reply {
+            status: self.status,
+            headers: reply_headers(&self.headers, response_header, served_by, &self.chain),
+            body: self.body,
+        }
+    }
+}
+
 impl Exchange {
     pub(super) fn on_response_headers<H: Host>(
         &mut self,
         rt: &Runtime<H>,
         headers: &dyn Headers,
         info: &dyn StreamInfo,
+        end_of_stream: bool,
     ) -> Step {
         match std::mem::replace(&mut self.phase, Phase::Delivering) {
-            Phase::Sent(a) => self.judge_served(rt, a, headers, info, true),
+            Phase::Sent(a) => self.judge_served(rt, a, headers, info, Some(end_of_stream)),
             // An answer before the request was complete (an early upstream reply, or Envoy's
             // own): judge it, but the request cannot be re-sent.
             Phase::RewritingBody { attempt, .. }
             | Phase::HeldForBody(Held {
                 attempt: Some(attempt),
                 ..
-            }) => self.judge_served(rt, attempt, headers, info, false),
+            }) => self.judge_served(rt, attempt, headers, info, None),
             other => {
                 self.phase = other;
                 Step::go()
@@ -109,13 +143,54 @@ impl Exchange {
         }
     }
 
+    /// While a failed response is held, its body is kept (up to a bound) and drained from
+    /// Envoy's buffer; once every fallback has failed and the body is in, it is replied.
+    pub(super) fn on_response_body<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        len: usize,
+        end_of_stream: bool,
+        body: &dyn Body,
+    ) -> Step {
+        let held = match &mut self.phase {
+            Phase::FailingOver(f) => &mut f.held,
+            Phase::GivingUp(h) => h,
+            _ => return Step::go(),
+        };
+        let want = KEPT_BODY_BYTES.saturating_sub(held.body.len()).min(len);
+        let chunk = if want > 0 {
+            body.read(want)
+        } else {
+            Vec::new()
+        };
+        held.keep(&chunk, end_of_stream);
+        let step = Step::pause().with(Effect::ClearResponseBody { len });
+        if !end_of_stream || !matches!(self.phase, Phase::GivingUp(_)) {
+            return step;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Answered) {
+            Phase::GivingUp(held) => step.with(Effect::Reply(self.failed_reply(rt, held))),
+            other => {
+                self.phase = other;
+                step
+            }
+        }
+    }
+
+    fn failed_reply<H: Host>(&self, rt: &Runtime<H>, held: HeldResponse) -> Reply {
+        let cfg = &rt.config;
+        let served = self.served.map_or("", |u| cfg.upstream(u).name.as_str());
+        held.into_reply(&cfg.response_header, served)
+    }
+
+    /// `end_of_stream` is `None` when the request cannot be re-sent.
     fn judge_served<H: Host>(
         &mut self,
         rt: &Runtime<H>,
         a: Attempt,
         headers: &dyn Headers,
         info: &dyn StreamInfo,
-        may_fail_over: bool,
+        end_of_stream: Option<bool>,
     ) -> Step {
         let cfg = &rt.config;
         let status = status_of(headers);
@@ -126,18 +201,29 @@ impl Exchange {
             a.started_ms,
             status,
             headers,
-            Some(info),
+            info,
         );
         rt.record(a.upstream, a.ticket, now, &outcome);
+        self.served = Some(a.upstream);
         let mut step = Step::go().with(Effect::SetResponseHeader(
             cfg.response_header.clone(),
             cfg.upstream(a.upstream).name.clone(),
         ));
-        if !may_fail_over || triggers(&cfg.failover, &outcome).is_none() {
+        let Some(end_of_stream) = end_of_stream else {
+            return step;
+        };
+        if triggers(&cfg.failover, &outcome).is_none() {
             return step;
         }
         let now = if now == 0 { rt.host.now_ms() } else { now };
         let mut f = Failover {
+            held: HeldResponse {
+                status: status.unwrap_or(502),
+                headers: Vec::new(),
+                body: Vec::new(),
+                complete: end_of_stream,
+                chain: String::new(),
+            },
             primary: a.primary,
             tried: vec![a.upstream],
             called: vec![a.upstream],
@@ -145,7 +231,8 @@ impl Exchange {
             call: None,
         };
         if let Some(call) = self.next_call(rt, &mut f, a.upstream, now) {
-            // Hold the failed response until the fallback answers.
+            // Hold the failed response until a fallback answers for it.
+            f.held.headers = headers.all();
             self.phase = Phase::FailingOver(f);
             step.effects.push(Effect::Call(call));
             step.flow = super::Flow::Pause;
@@ -243,15 +330,28 @@ impl Exchange {
         let cfg = &rt.config;
         let status = answer.as_ref().and_then(|a| status_of(a.headers));
         let (outcome, now) = match &answer {
-            Some(a) => judge(
-                rt,
-                call.upstream,
-                call.ticket,
-                call.started_ms,
-                status,
-                a.headers,
-                None,
-            ),
+            Some(a) => {
+                // Envoy's own reply to a callout it could not complete is judged like the
+                // same failure on a routed request (only error statuses need the body).
+                let local = match status {
+                    Some(s) if s >= 500 => {
+                        let from_upstream = a.headers.get(UPSTREAM_TIME_HEADER).is_some();
+                        let head = a.body.read(a.body_len.min(128));
+                        callout_local_reply(status, from_upstream, &head)
+                    }
+                    _ => None,
+                };
+                let info = CalloutInfo(local);
+                judge(
+                    rt,
+                    call.upstream,
+                    call.ticket,
+                    call.started_ms,
+                    status,
+                    a.headers,
+                    &info,
+                )
+            }
             None => {
                 let now = rt.host.now_ms();
                 let elapsed = now.saturating_sub(call.started_ms);
@@ -304,7 +404,8 @@ impl Exchange {
         self.continue_or_give_up(rt, f, call.upstream, now)
     }
 
-    /// Calls the next fallback, or lets the held response go, marked as a failed failover.
+    /// Calls the next fallback, or gives the client the failed response, marked: at once
+    /// when its body is in, else when it ends.
     fn continue_or_give_up<H: Host>(
         &mut self,
         rt: &Runtime<H>,
@@ -316,13 +417,13 @@ impl Exchange {
             self.phase = Phase::FailingOver(f);
             return Step::go().with(Effect::Call(call));
         }
-        self.phase = Phase::Delivering;
-        let chain = format!("{} (failed)", chain_label(&rt.config, &f.called));
-        Step::go()
-            .with(Effect::SetResponseHeader(
-                FAILOVER_HEADER.to_string(),
-                chain,
-            ))
-            .with(Effect::ResumeResponse)
+        let mut held = f.held;
+        held.chain = format!("{} (failed)", chain_label(&rt.config, &f.called));
+        if !held.complete {
+            self.phase = Phase::GivingUp(held);
+            return Step::go();
+        }
+        self.phase = Phase::Answered;
+        Step::go().with(Effect::Reply(self.failed_reply(rt, held)))
     }
 }

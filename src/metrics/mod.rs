@@ -27,6 +27,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "circuit_breaker_open_duration_ms",
     "circuit_breaker_failovers",
     "circuit_breaker_alerts",
+    "circuit_breaker_body_over_limit",
 ];
 
 /// Every label the filter's metrics carry.
@@ -89,6 +90,9 @@ pub trait MetricsSink {
     fn fallback(&self, from: UpstreamId, to: UpstreamId);
     fn transition(&self, upstream: UpstreamId, from: StateKind, to: StateKind);
     fn all_open(&self);
+    /// A request body over `body_buffer_limit` was not held: routed on headers alone, or
+    /// a fallback that needed its model rewritten was skipped.
+    fn body_over_limit(&self);
     fn probe(&self, upstream: UpstreamId, success: bool);
     fn open_duration(&self, upstream: UpstreamId, ms: u64);
     fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
@@ -106,6 +110,7 @@ impl MetricsSink for NoMetrics {
     fn fallback(&self, _: UpstreamId, _: UpstreamId) {}
     fn transition(&self, _: UpstreamId, _: StateKind, _: StateKind) {}
     fn all_open(&self) {}
+    fn body_over_limit(&self) {}
     fn probe(&self, _: UpstreamId, _: bool) {}
     fn open_duration(&self, _: UpstreamId, _: u64) {}
     fn failover(&self, _: UpstreamId, _: UpstreamId, _: FailoverResult) {}

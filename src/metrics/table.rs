@@ -57,6 +57,7 @@ pub struct StatSink<S: Stats> {
     /// `[success, failure, skipped]` per ordered pair of a fallback chain.
     failovers: HashMap<(UpstreamId, UpstreamId), [Id; 3]>,
     all_open: Id,
+    body_over_limit: Id,
     alerts: [Id; 3],
 }
 
@@ -134,6 +135,7 @@ impl<S: Stats> StatSink<S> {
             }
         }
         let all_open = counter("circuit_breaker_all_open", &[]);
+        let body_over_limit = counter("circuit_breaker_body_over_limit", &[]);
         let alerts =
             AlertResult::ALL.map(|r| counter("circuit_breaker_alerts", &[("result", r.as_str())]));
         StatSink {
@@ -141,6 +143,7 @@ impl<S: Stats> StatSink<S> {
             upstreams,
             failovers,
             all_open,
+            body_over_limit,
             alerts,
         }
     }
@@ -199,6 +202,10 @@ impl<S: Stats> MetricsSink for StatSink<S> {
 
     fn all_open(&self) {
         self.inc(Some(&self.all_open));
+    }
+
+    fn body_over_limit(&self) {
+        self.inc(Some(&self.body_over_limit));
     }
 
     fn probe(&self, upstream: UpstreamId, success: bool) {

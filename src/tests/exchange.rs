@@ -9,7 +9,9 @@ use std::rc::Rc;
 use super::fake::{worker, Bytes, Info, Map, Worker};
 use crate::breaker::{StateKind, Ticket};
 use crate::classify::flags;
-use crate::exchange::{Answer, Effect, Event, Exchange, Flow, Reply, Step, BODY_WAIT_MS};
+use crate::exchange::{
+    Answer, Effect, Event, Exchange, Flow, Reply, Step, BODY_WAIT_MS, KEPT_BODY_BYTES,
+};
 use crate::host::HttpCall;
 use crate::outcome::{FailureReason, Outcome};
 use crate::runtime::StopIteration;
@@ -98,11 +100,30 @@ impl Case {
 
     fn response_info(&mut self, status: u16, extra: &[(&str, &str)], info: Info) -> Step {
         let s = status.to_string();
-        let mut h = Map::of(&[(":status", &s)]);
+        let mut h = Map::of(&[(":status", &s), ("x-mock", "primary")]);
         h.0.extend(Map::of(extra).0);
         self.send(Event::ResponseHeaders {
             headers: &h,
             info: &info,
+            end_of_stream: false,
+        })
+    }
+
+    /// A tick, with Envoy holding `received` body bytes of the request.
+    fn tick(&mut self, received: Option<u64>) -> Step {
+        self.send(Event::Tick {
+            stream: &Info {
+                received,
+                ..Info::default()
+            },
+        })
+    }
+
+    fn response_body(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
+        self.send(Event::ResponseBody {
+            len: bytes.len(),
+            end_of_stream,
+            body: &Bytes(bytes.to_vec()),
         })
     }
 
@@ -353,17 +374,49 @@ fn a_reroute_on_the_body_undoes_the_provisional_fallbacks_rewrite() {
 }
 
 #[test]
-fn a_held_request_resumes_on_its_header_route_when_envoy_does_not_grant_stop_iteration() {
+fn a_held_request_resumes_on_its_header_route_when_envoy_holds_a_body_it_did_not_show() {
     let mut c = Case::new(MODEL_ROUTES);
     c.request(&[], false);
     assert_eq!(c.ex.wake_at(), Some(T0 + BODY_WAIT_MS));
-    assert_eq!(c.send(Event::Tick), Step::go(), "not due yet");
+    assert_eq!(c.tick(Some(40)), Step::go(), "not due yet");
     c.clock.set(T0 + BODY_WAIT_MS);
-    let t = c.send(Event::Tick);
+    let t = c.tick(Some(40));
     assert_eq!(t.effects, vec![Effect::ResumeRequest]);
     assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Denied);
     assert_eq!(c.ex.phase_name(), "sent");
     assert_eq!(c.ex.wake_at(), None);
+}
+
+#[test]
+fn a_slow_client_is_waited_for_and_proves_stop_iteration_is_granted() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.request(&[], false);
+    for i in 1..=4 {
+        c.clock.set(T0 + i * BODY_WAIT_MS);
+        assert_eq!(
+            c.tick(Some(0)),
+            Step::go(),
+            "no body bytes yet: keep waiting"
+        );
+        assert_eq!(c.ex.phase_name(), "held_for_body");
+    }
+    assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Unknown);
+    let b = c.body(br#"{"model":"gpt-4o-mini"}"#, true);
+    assert_eq!(set_header(&b, "x-ai-cb-upstream"), Some("mini"));
+    assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Granted);
+}
+
+#[test]
+fn when_envoy_does_not_say_only_that_request_goes_on_its_headers() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.request(&[], false);
+    c.clock.set(T0 + BODY_WAIT_MS);
+    assert_eq!(c.tick(None).effects, vec![Effect::ResumeRequest]);
+    assert_eq!(
+        c.w.rt.stop_iteration.get(),
+        StopIteration::Unknown,
+        "nothing concluded"
+    );
 }
 
 #[test]
@@ -372,7 +425,7 @@ fn once_stop_iteration_is_granted_a_slow_body_is_waited_for() {
     c.w.rt.stop_iteration.set(StopIteration::Granted);
     c.request(&[], false);
     c.clock.set(T0 + 10 * BODY_WAIT_MS);
-    assert_eq!(c.send(Event::Tick), Step::go());
+    assert_eq!(c.tick(Some(40)), Step::go());
     assert_eq!(c.ex.phase_name(), "held_for_body");
     let b = c.body(br#"{"model":"gpt-4o-mini"}"#, true);
     assert_eq!(set_header(&b, "x-ai-cb-upstream"), Some("mini"));
@@ -419,13 +472,12 @@ fn a_failed_response_is_held_while_the_fallback_answers_for_it() {
         header_of(&call.headers, "content-length"),
         Some(sent.len().to_string().as_str())
     );
+    let held = c.response_body(b"0123456789", true);
+    assert_eq!(held.flow, Flow::Pause);
     assert_eq!(
-        c.send(Event::ResponseBody {
-            len: 10,
-            end_of_stream: true
-        })
-        .flow,
-        Flow::Pause
+        held.effects,
+        vec![Effect::ClearResponseBody { len: 10 }],
+        "kept by the exchange, drained from Envoy's buffer"
     );
     let a = c.answer(200, br#"{"id":"x"}"#);
     let reply = reply(&a).expect("fallback's answer served");
@@ -465,16 +517,116 @@ fn a_fallbacks_error_answer_is_never_served_and_the_chain_goes_on() {
     assert_eq!(c.count("requests{anthropic,ignored}"), 1);
     assert_eq!(c.count("failovers{openai,anthropic,failure}"), 1);
     let last = c.answer(404, b"{}");
-    assert!(reply(&last).is_none());
+    assert!(reply(&last).is_none(), "the primary's body is still coming");
+    assert_eq!(c.ex.phase_name(), "giving_up");
+    let end = c.response_body(br#"{"error":"primary"}"#, true);
+    let r = reply(&end).expect("the primary's answer, marked");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body, br#"{"error":"primary"}"#);
     assert_eq!(
-        response_header(&last, "x-ai-cb-failover"),
+        header_of(&r.headers, "x-ai-cb-failover"),
         Some("openai->anthropic->azure (failed)")
     );
+    assert_eq!(header_of(&r.headers, "x-ai-cb-served-by"), Some("openai"));
     assert_eq!(
-        last.effects.last(),
-        Some(&Effect::ResumeResponse),
-        "the primary's answer goes"
+        header_of(&r.headers, "x-mock"),
+        Some("primary"),
+        "its headers kept"
     );
+}
+
+#[test]
+fn a_huge_failed_body_is_kept_bounded_and_never_fills_envoys_buffer() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    c.response(500, &[("content-type", "text/html")]);
+    let chunk = vec![b'x'; 256 * 1024];
+    for _ in 0..8 {
+        let step = c.response_body(&chunk, false);
+        assert_eq!(
+            step.effects,
+            vec![Effect::ClearResponseBody { len: chunk.len() }]
+        );
+    }
+    c.answer(500, b"{}");
+    let last = c.answer(500, b"{}");
+    assert!(reply(&last).is_none());
+    let end = c.response_body(&chunk, true);
+    let r = reply(&end).expect("marked primary answer");
+    assert_eq!(
+        r.body.len(),
+        KEPT_BODY_BYTES,
+        "2 MiB in, a bounded prefix out"
+    );
+    assert_eq!(header_of(&r.headers, "content-type"), Some("text/html"));
+}
+
+#[test]
+fn envoys_own_callout_timeout_and_connect_error_replies_are_judged_as_such() {
+    let json = CONFIG.replace(
+        r#""success_threshold": 1}"#,
+        r#""success_threshold": 1, "failure_conditions": {"status_codes": [500], "timeout": false, "connect_failure": false}}"#,
+    );
+    let mut c = Case::new(&json);
+    c.post(CHAT);
+    c.response(500, &[]);
+    let timeout = Map::of(&[(":status", "504"), ("content-type", "text/plain")]);
+    let a = c.send(Event::CalloutAnswered(Some(Answer {
+        headers: &timeout,
+        body: &Bytes(b"upstream request timeout".to_vec()),
+        body_len: 24,
+    })));
+    assert!(reply(&a).is_none(), "Envoy's 504 is never served");
+    assert_eq!(
+        c.count("requests{anthropic,ignored}"),
+        1,
+        "timeouts are switched off"
+    );
+    let refused = Map::of(&[(":status", "503"), ("content-type", "text/plain")]);
+    let body = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
+    let b = c.send(Event::CalloutAnswered(Some(Answer {
+        headers: &refused,
+        body: &Bytes(body.to_vec()),
+        body_len: body.len(),
+    })));
+    assert!(reply(&b).is_none(), "Envoy's 503 is never served");
+    assert_eq!(c.count("requests{azure,ignored}"), 1);
+    assert_eq!(
+        c.ex.phase_name(),
+        "giving_up",
+        "the primary's 500 is what the client gets"
+    );
+
+    // With the conditions on, the same replies count as timeout and connect_failure.
+    let mut d = Case::new(CONFIG);
+    d.post(CHAT);
+    d.response(500, &[]);
+    d.send(Event::CalloutAnswered(Some(Answer {
+        headers: &timeout,
+        body: &Bytes(b"upstream request timeout".to_vec()),
+        body_len: 24,
+    })));
+    assert_eq!(d.count("failures{anthropic,timeout}"), 1);
+    d.send(Event::CalloutAnswered(Some(Answer {
+        headers: &refused,
+        body: &Bytes(body.to_vec()),
+        body_len: body.len(),
+    })));
+    assert_eq!(d.count("failures{azure,connect_failure}"), 1);
+}
+
+#[test]
+fn an_upstreams_own_504_is_a_status_failure() {
+    let mut c = Case::new(CONFIG);
+    c.post(CHAT);
+    c.response(500, &[]);
+    let real = Map::of(&[(":status", "504"), ("x-envoy-upstream-service-time", "3")]);
+    c.send(Event::CalloutAnswered(Some(Answer {
+        headers: &real,
+        body: &Bytes(b"upstream request timeout".to_vec()),
+        body_len: 24,
+    })));
+    assert_eq!(c.count("failures{anthropic,status_5xx}"), 1);
 }
 
 #[test]
@@ -564,6 +716,7 @@ fn envoy_timeouts_and_resets_are_classified_from_the_stream_info() {
         Info {
             flags: flags::UPSTREAM_REQUEST_TIMEOUT,
             details: Some("upstream_response_timeout".into()),
+            received: None,
         },
     );
     assert_eq!(c.count("failures{openai,timeout}"), 1);
@@ -575,6 +728,7 @@ fn envoy_timeouts_and_resets_are_classified_from_the_stream_info() {
         Info {
             flags: flags::UPSTREAM_CONNECTION_FAILURE,
             details: None,
+            received: None,
         },
     );
     assert_eq!(d.count("failures{openai,connect_failure}"), 1);
@@ -613,4 +767,104 @@ fn a_client_that_leaves_during_failover_frees_the_fallbacks_probe_slot() {
     assert!(c.ex.awaits_callout());
     c.send(Event::Done);
     assert_eq!(snap(&c).probes_in_flight, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bodies the filter cannot hold or rewrite
+// ---------------------------------------------------------------------------------------
+
+fn limited(json: &str, limit: usize) -> Case {
+    let json = json.replacen('{', &format!(r#"{{"body_buffer_limit": {limit},"#), 1);
+    Case::new(&json)
+}
+
+#[test]
+fn a_body_announced_over_the_limit_routes_on_its_headers_alone() {
+    let mut c = limited(MODEL_ROUTES, 100);
+    let h = c.request(&[("content-length", "5000")], false);
+    assert_eq!(h.flow, Flow::Continue, "not held");
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("openai"));
+    assert_eq!(c.ex.phase_name(), "sent");
+    assert_eq!(c.count("body_over_limit"), 1);
+}
+
+#[test]
+fn a_held_body_that_outgrows_the_limit_goes_on_its_header_route() {
+    let mut c = limited(MODEL_ROUTES, 100);
+    assert_eq!(c.request(&[], false).flow, Flow::Pause);
+    assert_eq!(c.body(&[b' '; 60], false).flow, Flow::Pause);
+    let b = c.body(&[b' '; 160], false);
+    assert_eq!(b.flow, Flow::Continue, "Envoy releases what it holds");
+    assert_eq!(c.ex.phase_name(), "sent");
+    assert_eq!(c.count("body_over_limit"), 1);
+}
+
+#[test]
+fn a_fallback_needing_a_rewrite_is_skipped_for_a_body_over_the_limit() {
+    let mut c = limited(CONFIG, 100);
+    c.trip("openai");
+    let h = c.request(&[("content-length", "5000")], false);
+    assert_eq!(
+        set_header(&h, "x-ai-cb-upstream"),
+        Some("azure-openai"),
+        "no model rewrite there"
+    );
+    assert_eq!(c.count("body_over_limit"), 1);
+}
+
+#[test]
+fn a_compressed_body_never_reaches_a_fallback_that_must_rewrite_it() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.trip("openai");
+    let h = c.request(
+        &[("content-encoding", "gzip"), ("content-length", "40")],
+        false,
+    );
+    let r = reply(&h).expect("refused");
+    assert_eq!(r.status, 413);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["error"]["type"], "request_too_large");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("compressed"));
+}
+
+#[test]
+fn a_held_body_for_a_rewrite_that_outgrows_the_limit_is_refused_with_413() {
+    let mut c = limited(MODEL_ROUTES, 100);
+    c.trip("openai");
+    c.clock.set(T0 + 1);
+    assert_eq!(c.request(&[], false).flow, Flow::Pause);
+    let b = c.body(&[b' '; 200], false);
+    let r = reply(&b).expect("refused");
+    assert_eq!(r.status, 413);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("100 bytes"),
+        "{v}"
+    );
+    let anthropic = c.w.rt.snapshot(c.id("anthropic"), T0 + 1);
+    assert_eq!(anthropic.state, StateKind::Closed);
+}
+
+#[test]
+fn headers_only_the_filter_may_write_are_stripped_from_requests() {
+    let mut c = Case::new(CONFIG);
+    let h = c.request(
+        &[
+            ("x-ai-cb-failover", "forged"),
+            ("x-ai-cb-served-by", "forged"),
+        ],
+        true,
+    );
+    assert!(
+        removes(&h, "x-ai-cb-failover") && removes(&h, "x-ai-cb-served-by"),
+        "{h:?}"
+    );
+    let plain = Case::new(CONFIG).request(&[], true);
+    assert!(!removes(&plain, "x-ai-cb-failover"), "nothing to remove");
 }

@@ -177,6 +177,9 @@ impl MetricsSink for Recorder {
     fn all_open(&self) {
         self.bump("all_open".to_string());
     }
+    fn body_over_limit(&self) {
+        self.bump("body_over_limit".to_string());
+    }
     fn probe(&self, u: UpstreamId, success: bool) {
         self.bump(format!(
             "probes{{{},{}}}",
@@ -272,6 +275,7 @@ impl Body for Bytes {
 pub struct Info {
     pub flags: u64,
     pub details: Option<String>,
+    pub received: Option<u64>,
 }
 
 impl StreamInfo for Info {
@@ -280,5 +284,8 @@ impl StreamInfo for Info {
     }
     fn code_details(&self) -> Option<String> {
         self.details.clone()
+    }
+    fn request_body_received(&self) -> Option<u64> {
+        self.received
     }
 }

@@ -1,0 +1,256 @@
+//! A request whose headers are held until its body is read: to route on `model`, or to
+//! rewrite `model` for a fallback and send it with a correct `content-length`.
+//!
+//! The body is buffered by Envoy up to `body_buffer_limit`. A body callback while the headers
+//! are held proves Envoy grants stop-iteration. The timer checks on a request that has seen
+//! no body: if Envoy holds body bytes it never showed the filter, stop-iteration is denied
+//! (for this VM); if it holds none, the client is slow and the request keeps waiting. A body
+//! over the limit is routed on the headers alone, or refused with a 413 when a fallback
+//! needs its model rewritten (a fallback never receives the wrong model).
+
+use log::warn;
+
+use super::body::{model_of, with_model};
+use super::event::{Body, Effect, Step, StreamInfo};
+use super::local;
+use super::request::Routed;
+use super::{Attempt, Exchange, Held, Phase, BODY_WAIT_MS};
+use crate::host::Host;
+use crate::routing::{ModelLookup, RouteMatch};
+use crate::runtime::{Runtime, StopIteration};
+
+impl Exchange {
+    pub(super) fn on_request_body<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        len: usize,
+        end_of_stream: bool,
+        body: &dyn Body,
+    ) -> Step {
+        let limit = rt.config.body_buffer_limit;
+        match &self.phase {
+            Phase::HeldForBody(_) => {
+                // A body callback while the headers are held: Envoy grants stop-iteration.
+                rt.stop_iteration.set(StopIteration::Granted);
+                if len > limit {
+                    return self.held_body_over_limit(rt, len);
+                }
+                if !end_of_stream {
+                    return Step::pause();
+                }
+                let bytes = body.read(len);
+                self.keep_whole(rt, &bytes);
+                match std::mem::replace(&mut self.phase, Phase::Finished) {
+                    Phase::HeldForBody(held) => self.release_held(rt, held, len, &bytes),
+                    other => {
+                        self.phase = other;
+                        Step::go()
+                    }
+                }
+            }
+            Phase::RewritingBody { .. } => {
+                if len > limit {
+                    return self.refuse_unrewritable(rt, "the request body is over the limit");
+                }
+                if !end_of_stream {
+                    return Step::pause();
+                }
+                let bytes = body.read(len);
+                self.keep_whole(rt, &bytes);
+                let Phase::RewritingBody { attempt, model } =
+                    std::mem::replace(&mut self.phase, Phase::Finished)
+                else {
+                    return Step::go();
+                };
+                let mut step = Step::go();
+                match with_model(&bytes, &model) {
+                    Ok(new) => step
+                        .effects
+                        .push(Effect::ReplaceRequestBody { len, body: new }),
+                    Err(e) => warn!("request body not rewritten ({e:?}): model left as sent"),
+                }
+                self.phase = Phase::Sent(attempt);
+                step
+            }
+            Phase::Sent(_) | Phase::Delivering | Phase::FailingOver(_) => {
+                self.keep_chunk(rt, len, end_of_stream, body);
+                Step::go()
+            }
+            _ => Step::go(),
+        }
+    }
+
+    /// A held body outgrew `body_buffer_limit`. When only routing wanted it, the request
+    /// goes on the route its headers gave (Envoy releases what it holds when the callback
+    /// continues); when a fallback needs its model rewritten, it is refused with a 413.
+    fn held_body_over_limit<H: Host>(&mut self, rt: &Runtime<H>, len: usize) -> Step {
+        rt.host.metrics().body_over_limit();
+        let needs_rewrite = match &self.phase {
+            Phase::HeldForBody(h) => h
+                .attempt
+                .as_ref()
+                .is_some_and(|a| self.pending_model(&rt.config, a).is_some()),
+            _ => false,
+        };
+        if needs_rewrite {
+            return self.refuse_unrewritable(rt, "the request body is over the limit");
+        }
+        log::info!(
+            "request body over body_buffer_limit ({len} > {} bytes): routed on its headers alone",
+            rt.config.body_buffer_limit
+        );
+        self.client.copy = None;
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::HeldForBody(Held {
+                attempt: Some(a), ..
+            }) => {
+                self.phase = Phase::Sent(a);
+                Step::go()
+            }
+            _ => self.unrouted(&rt.config),
+        }
+    }
+
+    /// Refuses a request the only upstreams able to serve it cannot take unrewritten.
+    pub(super) fn refuse_unrewritable<H: Host>(&mut self, rt: &Runtime<H>, why: &str) -> Step {
+        match std::mem::replace(&mut self.phase, Phase::Answered) {
+            Phase::HeldForBody(Held {
+                attempt: Some(a), ..
+            })
+            | Phase::RewritingBody { attempt: a, .. }
+            | Phase::Sent(a) => rt.release(a.upstream, a.ticket),
+            _ => {}
+        }
+        let reply = local::body_not_rewritable(&rt.config, why);
+        Step::pause().with(Effect::Reply(reply))
+    }
+
+    /// The timer fired for a request held at headers that has seen no body yet. Envoy has
+    /// shown the filter no body although it holds some: it does not grant stop-iteration,
+    /// for this VM and every later request. Envoy holds no body yet: the client is slow,
+    /// check again later. Once a body callback proved stop-iteration granted, a held
+    /// request is never timed out (Envoy's own stream timeouts bound a client that never
+    /// sends its body).
+    pub(super) fn on_tick<H: Host>(&mut self, rt: &Runtime<H>, stream: &dyn StreamInfo) -> Step {
+        let Phase::HeldForBody(held) = &mut self.phase else {
+            return Step::go();
+        };
+        let now = rt.host.now_ms();
+        if now < held.wake_ms {
+            return Step::go();
+        }
+        if rt.stop_iteration.get() == StopIteration::Granted {
+            held.wake_ms = u64::MAX;
+            return Step::go();
+        }
+        match stream.request_body_received() {
+            Some(0) => {
+                held.wake_ms = now.saturating_add(BODY_WAIT_MS);
+                return Step::go();
+            }
+            Some(_) => rt.stop_iteration_denied(),
+            // Envoy does not say: this request goes on its headers alone, and nothing is
+            // concluded for the others.
+            None => {}
+        }
+        let Phase::HeldForBody(held) = std::mem::replace(&mut self.phase, Phase::Finished) else {
+            return Step::go();
+        };
+        // Resume on the route the headers alone gave; a pending rewrite happens on the fly.
+        let mut step = Step::go();
+        self.phase = match held.attempt {
+            Some(attempt) => match self.pending_model(&rt.config, &attempt) {
+                Some(model) => {
+                    step.effects
+                        .push(Effect::RemoveRequestHeader("content-length".to_string()));
+                    Phase::RewritingBody { attempt, model }
+                }
+                None => Phase::Sent(attempt),
+            },
+            None => Phase::Unrouted,
+        };
+        step.with(Effect::ResumeRequest)
+    }
+
+    /// Holds the request headers until the body is complete.
+    pub(super) fn hold(&mut self, attempt: Option<Attempt>, route_on_model: bool, now_ms: u64) {
+        self.phase = Phase::HeldForBody(Held {
+            attempt,
+            route_on_model,
+            wake_ms: now_ms.saturating_add(BODY_WAIT_MS),
+        });
+    }
+
+    /// The body is complete and the headers are still held: route again on `model` if a
+    /// route looks at it, rewrite the body for a fallback, and let everything go.
+    fn release_held<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        held: Held,
+        len: usize,
+        bytes: &[u8],
+    ) -> Step {
+        let cfg = &rt.config;
+        let mut step = Step::go();
+        let mut attempt = held.attempt;
+        if held.route_on_model {
+            let model = model_of(bytes);
+            let decided = match self.match_request(cfg, None, ModelLookup::Known(model.as_deref()))
+            {
+                RouteMatch::Upstream(p) => Some(p),
+                _ => None,
+            };
+            if decided != attempt.as_ref().map(|a| a.primary) {
+                if let Some(old) = attempt.take() {
+                    rt.release(old.upstream, old.ticket);
+                    // Undo the provisional fallback's rewrite, newest change first.
+                    for (name, value) in old.undo.into_iter().rev() {
+                        step.effects.push(match value {
+                            Some(v) => Effect::SetRequestHeader(name, v),
+                            None => Effect::RemoveRequestHeader(name),
+                        });
+                    }
+                }
+                match decided {
+                    Some(p) => match self.choose(rt, p, rt.host.now_ms(), None, true) {
+                        Routed::To(a, effects) => {
+                            step.effects.extend(effects);
+                            attempt = Some(a);
+                        }
+                        Routed::Reply(reply) => {
+                            self.phase = Phase::Answered;
+                            step.effects.push(Effect::Reply(reply));
+                            step.flow = super::Flow::Pause;
+                            return step;
+                        }
+                    },
+                    None => {
+                        let unrouted = self.unrouted(cfg);
+                        step.effects.extend(unrouted.effects);
+                        return step;
+                    }
+                }
+            }
+        }
+        let Some(attempt) = attempt else {
+            let unrouted = self.unrouted(cfg);
+            step.effects.extend(unrouted.effects);
+            return step;
+        };
+        if let Some(model) = self.pending_model(cfg, &attempt) {
+            match with_model(bytes, &model) {
+                Ok(new) => {
+                    step.effects.push(Effect::SetRequestHeader(
+                        "content-length".to_string(),
+                        new.len().to_string(),
+                    ));
+                    step.effects
+                        .push(Effect::ReplaceRequestBody { len, body: new });
+                }
+                Err(e) => warn!("request body not rewritten ({e:?}): model left as sent"),
+            }
+        }
+        self.phase = Phase::Sent(attempt);
+        step
+    }
+}
