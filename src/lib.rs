@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod routing;
 pub mod runtime;
+pub mod sse;
 pub mod store;
 
 #[cfg(target_os = "wasi")]

@@ -15,6 +15,7 @@ mod health;
 mod properties;
 mod routing;
 mod runtime;
+mod sse;
 mod store;
 mod window;
 
