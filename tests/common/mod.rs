@@ -202,27 +202,57 @@ impl Stack {
 
     /// The filter's health JSON (the config must set `health_path` to [`HEALTH_PATH`]).
     pub fn health(&self) -> Value {
-        let r = http(
-            "GET",
-            &format!("{}{HEALTH_PATH}", self.envoy.addr()),
-            &[],
-            b"",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
+        health_at(&self.envoy, HEALTH_PATH)
     }
 
     /// A breaker's state as the health endpoint reports it.
     pub fn state(&self, upstream: &str) -> String {
-        self.health()["providers"][upstream]
-            .as_str()
-            .unwrap_or("?")
-            .to_string()
+        breaker_state(&self.health(), upstream)
+    }
+
+    /// Waits until `upstream`'s breaker is in state `want`; panics with the last health JSON
+    /// after `timeout`.
+    pub fn wait_state(&self, upstream: &str, want: &str, timeout: Duration) {
+        wait_state_at(&self.envoy, HEALTH_PATH, upstream, want, timeout);
     }
 
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.envoy.metric(name, labels)
     }
+}
+
+/// `GET path` on the listener: the filter's health JSON; panics unless it answers 200.
+pub fn health_at(envoy: &Envoy, path: &str) -> Value {
+    let r = http("GET", &format!("{}{path}", envoy.addr()), &[], b"");
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    r.json()
+}
+
+/// `upstream`'s state in a health JSON: `closed`, `open`, `half_open`, or `?` when absent.
+pub fn breaker_state(health: &Value, upstream: &str) -> String {
+    health["providers"][upstream]
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `upstream`'s state in the health JSON at `path` of this Envoy's listener.
+pub fn state_at(envoy: &Envoy, path: &str, upstream: &str) -> String {
+    breaker_state(&health_at(envoy, path), upstream)
+}
+
+/// Waits until the health JSON at `path` reports `upstream` in state `want`; panics with the
+/// last JSON seen after `timeout`.
+pub fn wait_state_at(envoy: &Envoy, path: &str, upstream: &str, want: &str, timeout: Duration) {
+    let mut last = Value::Null;
+    let reached = wait_until(timeout, || {
+        last = health_at(envoy, path);
+        breaker_state(&last, upstream) == want
+    });
+    assert!(
+        reached,
+        "{upstream} not {want} within {timeout:?}; health: {last}"
+    );
 }
 
 /// The upstream the filter says served a response.
