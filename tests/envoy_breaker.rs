@@ -105,11 +105,7 @@ fn after_recovery_timeout_two_probe_successes_close_the_circuit_and_traffic_retu
     assert_eq!(s.state("openai"), "open");
     s.openai.mode("healthy");
     // The tick moves OPEN to HALF_OPEN once recovery_timeout has passed, with no traffic.
-    assert!(
-        wait_until(Duration::from_secs(3), || s.state("openai") == "half_open"),
-        "half-open after recovery_timeout: {}",
-        s.health()
-    );
+    s.wait_state("openai", "half_open", Duration::from_secs(3));
     let before = s.openai.hits();
     let p1 = s.chat();
     assert_eq!(served_by(&p1), "openai", "first probe reaches the primary");
@@ -130,7 +126,7 @@ fn failed_probe_reopens_the_circuit() {
     for _ in 0..5 {
         s.chat();
     }
-    assert!(wait_until(Duration::from_secs(3), || s.state("openai") == "half_open"));
+    s.wait_state("openai", "half_open", Duration::from_secs(3));
     let probe = s.chat();
     assert_eq!((probe.status, served_by(&probe)), (502, "openai"));
     assert_eq!(s.state("openai"), "open");
@@ -574,7 +570,7 @@ fn cancelled_probe_frees_its_slot_for_the_next_request() {
     s.openai.set_mode(r#"{"mode":"error","status":500}"#);
     s.chat();
     s.openai.set_mode(r#"{"mode":"hang","hang_ms":3000}"#);
-    assert!(wait_until(Duration::from_secs(3), || s.state("openai") == "half_open"));
+    s.wait_state("openai", "half_open", Duration::from_secs(3));
     // The probe's client gives up long before the route timeout.
     let cancelled = try_http(
         "POST",

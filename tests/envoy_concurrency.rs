@@ -35,14 +35,6 @@ fn two_workers(
         .start()
 }
 
-fn state(envoy: &Envoy, upstream: &str) -> String {
-    let r = http("GET", &format!("{}/health", envoy.addr()), &[], b"");
-    r.json()["providers"][upstream]
-        .as_str()
-        .unwrap_or("?")
-        .to_string()
-}
-
 /// The slack: a request is admitted when it starts and counted when its response arrives.
 /// Requests admitted while the breaker was still CLOSED, before the fifth failure was
 /// recorded, still reach the primary; at most one per client connection can be in flight
@@ -101,9 +93,13 @@ fn half_open_admits_exactly_max_probes_under_a_parallel_burst() {
         Duration::from_secs(5),
     );
     assert_eq!(post_chat(&envoy.addr(), "gpt-4o-mini", &[]).status, 500);
-    assert!(wait_until(Duration::from_secs(3), || state(
-        &envoy, "openai"
-    ) == "half_open"));
+    wait_state_at(
+        &envoy,
+        "/health",
+        "openai",
+        "half_open",
+        Duration::from_secs(3),
+    );
     // Probes take 1.5 s; the burst finishes on the fallback long before that.
     openai.set_mode(r#"{"mode":"slow","delay_ms":1500}"#);
     openai.reset();
@@ -117,7 +113,11 @@ fn half_open_admits_exactly_max_probes_under_a_parallel_burst() {
         .count();
     assert_eq!(probes, 2, "exactly half_open_max_requests probes");
     assert_eq!(openai.hits(), 2);
-    assert_eq!(state(&envoy, "openai"), "closed", "both probes succeeded");
+    assert_eq!(
+        state_at(&envoy, "/health", "openai"),
+        "closed",
+        "both probes succeeded"
+    );
     assert_eq!(
         envoy.metric(
             "circuit_breaker_probes",
@@ -143,5 +143,5 @@ fn request_counters_are_exact_across_workers() {
         ),
         Some(n as f64)
     );
-    assert_eq!(state(&envoy, "openai"), "closed");
+    assert_eq!(state_at(&envoy, "/health", "openai"), "closed");
 }

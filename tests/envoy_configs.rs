@@ -17,8 +17,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ai_circuit_breaker::config::Config;
 use ai_circuit_breaker::metrics::{stats_tag_regex, LABEL_NAMES};
@@ -229,28 +228,6 @@ fn demo_config_uses_the_documented_ports() {
 // envoy --mode validate
 // ---------------------------------------------------------------------------------------------
 
-/// A temp dir removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("ai-cb-{tag}-{}-{nanos:08x}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Writes the dummy key files (the layout envoy/README.md documents) into `dir`.
 fn write_dummy_secrets(dir: &Path) {
     for (stem, value) in DUMMY_KEYS {
@@ -271,67 +248,15 @@ fn providers_text(secrets: &Path) -> String {
     text.replace(SECRETS_DIR, &secrets.display().to_string())
 }
 
-fn envoy_validate(config: &Path) -> (bool, String) {
-    assert!(
-        Path::new(ENVOY_BIN).exists(),
-        "{ENVOY_BIN} is missing: run `make envoy` first"
-    );
-    assert!(
-        Path::new(WASM_PATH).exists(),
-        "{WASM_PATH} is missing: run `make build` first"
-    );
-    let out = std::env::temp_dir().join(format!(
-        "ai-cb-validate-{}-{}.log",
-        std::process::id(),
-        config.file_name().unwrap().to_string_lossy()
-    ));
-    let mut child = Command::new(ENVOY_BIN)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warn",
-            "-c",
-        ])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = format!(
-        "{}{}",
-        std::fs::read_to_string(&out).unwrap_or_default(),
-        std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
-    );
-    let _ = std::fs::remove_file(&out);
-    let _ = std::fs::remove_file(out.with_extension("err"));
-    (status.is_some_and(|s| s.success()), log)
-}
-
 #[test]
 fn envoy_accepts_the_shipped_configs() {
     let (ok, log) = envoy_validate(&envoy_file("envoy.yaml"));
     assert!(ok && log.contains("OK"), "envoy/envoy.yaml:\n{log}");
 
     let tmp = TempDir::new("providers-validate");
-    write_dummy_secrets(&tmp.0);
-    let config = tmp.0.join("envoy-providers.yaml");
-    std::fs::write(&config, providers_text(&tmp.0)).unwrap();
+    write_dummy_secrets(tmp.path());
+    let config = tmp.join("envoy-providers.yaml");
+    std::fs::write(&config, providers_text(tmp.path())).unwrap();
     let (ok, log) = envoy_validate(&config);
     assert!(
         ok && log.contains("OK"),
@@ -498,11 +423,11 @@ fn demo_config_end_to_end() {
 #[test]
 fn providers_config_injects_each_providers_key() {
     let tmp = TempDir::new("providers-e2e");
-    write_dummy_secrets(&tmp.0);
+    write_dummy_secrets(tmp.path());
     let openai = Mock::start("openai");
     let anthropic = Mock::start("anthropic");
     let azure = Mock::start("azure");
-    let mut doc = parse("envoy-providers.yaml", &providers_text(&tmp.0));
+    let mut doc = parse("envoy-providers.yaml", &providers_text(tmp.path()));
     adapt(
         &mut doc,
         &[

@@ -212,30 +212,16 @@ fn an_oversize_body_is_not_retried() {
     // A chunked body (no content-length) over the limit is not retried either: the filter
     // stops keeping it once it grows past the limit.
     let half = big.len() / 2;
-    let chunked = format!(
-        "{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
-        half,
-        &big[..half],
-        big.len() - half,
-        &big[half..]
-    );
-    let r = http(
-        "POST",
-        &format!("{}/v1/chat/completions", s.envoy.addr()),
-        &[("transfer-encoding", "chunked")],
-        chunked.as_bytes(),
+    let r = post_chunked(
+        &s.envoy.addr(),
+        "/v1/chat/completions",
+        &[&big[..half], &big[half..]],
     );
     assert_eq!(r.status, 500);
     assert_eq!(s.anthropic.hits(), 0);
     // A small chunked body is kept and re-sent.
     let small = chat_body("gpt-4o-mini");
-    let chunked = format!("{:x}\r\n{small}\r\n0\r\n\r\n", small.len());
-    let r = http(
-        "POST",
-        &format!("{}/v1/chat/completions", s.envoy.addr()),
-        &[("transfer-encoding", "chunked")],
-        chunked.as_bytes(),
-    );
+    let r = post_chunked(&s.envoy.addr(), "/v1/chat/completions", &[&small]);
     assert_eq!(
         (r.status, served_by(&r)),
         (200, "anthropic"),

@@ -48,9 +48,7 @@ impl Outage for Stack {
             assert_eq!(self.chat().header("x-ai-cb-served-by"), Some("anthropic"));
         }
         self.openai.mode("healthy");
-        assert!(wait_until(Duration::from_secs(3), || self.health()
-            ["providers"]["openai"]
-            == "half_open"));
+        self.wait_state("openai", "half_open", Duration::from_secs(3));
         for _ in 0..2 {
             assert_eq!(self.chat().header("x-ai-cb-served-by"), Some("openai"));
         }
@@ -201,9 +199,7 @@ fn health_json_matches_the_states_throughout() {
     let next = b["next_probe_in_seconds"].as_f64().unwrap();
     assert!((0.0..=0.6).contains(&next), "{next}");
     s.openai.mode("healthy");
-    assert!(wait_until(Duration::from_secs(3), || s.health()
-        ["providers"]["openai"]
-        == "half_open"));
+    s.wait_state("openai", "half_open", Duration::from_secs(3));
     assert!(s.health()["breakers"]["openai"]["opened_at"].is_null());
     s.chat();
     s.chat();
@@ -254,9 +250,7 @@ fn webhook_gets_exactly_one_slack_alert_per_transition_across_workers() {
     s.openai.set_mode(r#"{"mode":"error","status":500}"#);
     burst(40, 8, |_| s.chat());
     s.openai.mode("healthy");
-    assert!(wait_until(Duration::from_secs(3), || s.health()
-        ["providers"]["openai"]
-        == "half_open"));
+    s.wait_state("openai", "half_open", Duration::from_secs(3));
     burst(20, 8, |_| s.chat());
     assert_eq!(s.health()["providers"]["openai"], "closed");
     assert!(wait_until(Duration::from_secs(3), || alerts(&s.webhook)
