@@ -80,6 +80,9 @@ pub fn drive(shared: &Shared, context_id: u32, cell: &Cell, event: Event<'_>) ->
                 Effect::SetResponseHeader(n, v) => {
                     host::set_map(MapType::HttpResponseHeaders, &n, Some(&v))
                 }
+                Effect::ClearRequestBody { len } => {
+                    let _ = hc::set_buffer(BufferType::HttpRequestBody, 0, len, &[]);
+                }
                 Effect::ClearResponseBody { len } => {
                     let _ = hc::set_buffer(BufferType::HttpResponseBody, 0, len, &[]);
                 }

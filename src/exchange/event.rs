@@ -98,6 +98,10 @@ pub enum Effect {
     ClearResponseBody {
         len: usize,
     },
+    /// Drop the `len` bytes of request body Envoy holds (a refused request's upload).
+    ClearRequestBody {
+        len: usize,
+    },
     /// Answer the client locally.
     Reply(Reply),
     /// Call another cluster; its answer comes back as [`Event::CalloutAnswered`].

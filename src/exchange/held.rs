@@ -11,7 +11,7 @@
 use log::warn;
 
 use super::body::{model_of, with_model};
-use super::event::{Body, Effect, Step, StreamInfo};
+use super::event::{Body, Effect, Reply, Step, StreamInfo};
 use super::local;
 use super::request::Routed;
 use super::{Attempt, Exchange, Held, Phase, BODY_WAIT_MS};
@@ -33,7 +33,7 @@ impl Exchange {
                 // A body callback while the headers are held: Envoy grants stop-iteration.
                 rt.stop_iteration.set(StopIteration::Granted);
                 if len > limit {
-                    return self.held_body_over_limit(rt, len);
+                    return self.held_body_over_limit(rt, len, end_of_stream);
                 }
                 if !end_of_stream {
                     return Step::pause();
@@ -50,7 +50,8 @@ impl Exchange {
             }
             Phase::RewritingBody { .. } => {
                 if len > limit {
-                    return self.refuse_unrewritable(rt, "the request body is over the limit");
+                    let why = "the request body is over the limit";
+                    return self.refuse_unrewritable(rt, why, len, end_of_stream);
                 }
                 if !end_of_stream {
                     return Step::pause();
@@ -72,6 +73,13 @@ impl Exchange {
                 self.phase = Phase::Sent(attempt);
                 step
             }
+            Phase::Refusing(_) => {
+                let drained = Step::pause().with(Effect::ClearRequestBody { len });
+                match std::mem::replace(&mut self.phase, Phase::Answered) {
+                    Phase::Refusing(reply) => self.refusing(reply, drained, end_of_stream),
+                    _ => drained,
+                }
+            }
             Phase::Sent(_) | Phase::Delivering | Phase::FailingOver(_) => {
                 self.keep_chunk(rt, len, end_of_stream, body);
                 Step::go()
@@ -83,8 +91,13 @@ impl Exchange {
     /// A held body outgrew `body_buffer_limit`. When only routing wanted it, the request
     /// goes on the route its headers gave (Envoy releases what it holds when the callback
     /// continues); when a fallback needs its model rewritten, it is refused with a 413.
-    fn held_body_over_limit<H: Host>(&mut self, rt: &Runtime<H>, len: usize) -> Step {
-        rt.host.metrics().body_over_limit();
+    fn held_body_over_limit<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        len: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        self.over_limit(rt);
         let needs_rewrite = match &self.phase {
             Phase::HeldForBody(h) => h
                 .attempt
@@ -93,7 +106,8 @@ impl Exchange {
             _ => false,
         };
         if needs_rewrite {
-            return self.refuse_unrewritable(rt, "the request body is over the limit");
+            let why = "the request body is over the limit";
+            return self.refuse_unrewritable(rt, why, len, end_of_stream);
         }
         log::info!(
             "request body over body_buffer_limit ({len} > {} bytes): routed on its headers alone",
@@ -112,7 +126,14 @@ impl Exchange {
     }
 
     /// Refuses a request the only upstreams able to serve it cannot take unrewritten.
-    pub(super) fn refuse_unrewritable<H: Host>(&mut self, rt: &Runtime<H>, why: &str) -> Step {
+    /// Called from a body callback with `len` bytes buffered and more to come (or not).
+    pub(super) fn refuse_unrewritable<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        why: &str,
+        len: usize,
+        end_of_stream: bool,
+    ) -> Step {
         match std::mem::replace(&mut self.phase, Phase::Answered) {
             Phase::HeldForBody(Held {
                 attempt: Some(a), ..
@@ -122,7 +143,31 @@ impl Exchange {
             _ => {}
         }
         let reply = local::body_not_rewritable(&rt.config, why);
-        Step::pause().with(Effect::Reply(reply))
+        let drained = Step::pause().with(Effect::ClearRequestBody { len });
+        self.refusing(reply, drained, end_of_stream)
+    }
+
+    /// Answers with `reply` once the client has sent its whole body (read and dropped,
+    /// chunk by chunk): answering while it still uploads makes Envoy close the connection
+    /// under it, and the client sees a reset instead of the answer.
+    pub(super) fn refuse_after_body(&mut self, reply: Reply, no_body: bool, denied: bool) -> Step {
+        if no_body || denied {
+            // Nothing more to read, or Envoy would not show it: answer now.
+            self.phase = Phase::Answered;
+            return Step::pause().with(Effect::Reply(reply));
+        }
+        self.phase = Phase::Refusing(reply);
+        Step::pause()
+    }
+
+    fn refusing(&mut self, reply: Reply, mut step: Step, end_of_stream: bool) -> Step {
+        if end_of_stream {
+            self.phase = Phase::Answered;
+            step.effects.push(Effect::Reply(reply));
+        } else {
+            self.phase = Phase::Refusing(reply);
+        }
+        step
     }
 
     /// The timer fired for a request held at headers that has seen no body yet. Envoy has
@@ -217,7 +262,7 @@ impl Exchange {
                             step.effects.extend(effects);
                             attempt = Some(a);
                         }
-                        Routed::Reply(reply) => {
+                        Routed::Reply(reply) | Routed::Refuse(reply) => {
                             self.phase = Phase::Answered;
                             step.effects.push(Effect::Reply(reply));
                             step.flow = super::Flow::Pause;

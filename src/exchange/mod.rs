@@ -61,6 +61,8 @@ enum Phase {
     Unrouted,
     /// The filter answered the request itself; nothing more to do.
     Answered,
+    /// The request is refused; its body is read and dropped, then the reply goes.
+    Refusing(Reply),
     /// The request headers are held until the body is complete.
     HeldForBody(Held),
     /// The headers left (chunked); the body is buffered so its `model` can be rewritten.
@@ -152,6 +154,8 @@ struct Client {
     announced: Option<usize>,
     /// A `content-encoding` other than `identity`: the filter does not decode bodies.
     encoded: bool,
+    /// `circuit_breaker_body_over_limit` was counted for this request.
+    over_limit_counted: bool,
 }
 
 /// The request body kept for a possible failover.
@@ -184,6 +188,14 @@ impl Client {
 }
 
 impl Exchange {
+    /// Counts, once per request, a body the filter could not hold or rewrite for its size.
+    fn over_limit<H: Host>(&mut self, rt: &Runtime<H>) {
+        if !self.client.over_limit_counted {
+            self.client.over_limit_counted = true;
+            rt.host.metrics().body_over_limit();
+        }
+    }
+
     pub fn new() -> Exchange {
         Exchange::default()
     }
@@ -239,6 +251,7 @@ impl Exchange {
             Phase::New => "new",
             Phase::Unrouted => "unrouted",
             Phase::Answered => "answered",
+            Phase::Refusing(_) => "refusing",
             Phase::HeldForBody(_) => "held_for_body",
             Phase::RewritingBody { .. } => "rewriting_body",
             Phase::Sent(_) => "sent",

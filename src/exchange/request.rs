@@ -24,6 +24,8 @@ use crate::runtime::{Runtime, StopIteration};
 pub(super) enum Routed {
     To(Attempt, Vec<Effect>),
     Reply(super::Reply),
+    /// Refused for its body: answered once the client has sent it.
+    Refuse(super::Reply),
 }
 
 impl Exchange {
@@ -104,7 +106,7 @@ impl Exchange {
                     // Too large to hold, or compressed: the model cannot be read, so the
                     // request routes on its headers alone.
                     if !self.client.encoded {
-                        rt.host.metrics().body_over_limit();
+                        self.over_limit(rt);
                     }
                     info!("{why}: routes on \"model\" skipped for this request");
                     return match provisional {
@@ -181,6 +183,7 @@ impl Exchange {
                 self.phase = Phase::Answered;
                 return Step::pause().with(Effect::Reply(reply));
             }
+            Routed::Refuse(reply) => return self.refuse_after_body(reply, no_body, denied),
         };
         let mut step = Step::go();
         step.effects = effects;
@@ -220,7 +223,7 @@ impl Exchange {
     /// Offers the request to `primary`'s chain: the first upstream that admits serves, with
     /// its rewrite when it is a fallback; when none admits, the fast-fail reply.
     pub(super) fn choose<H: Host>(
-        &self,
+        &mut self,
         rt: &Runtime<H>,
         primary: UpstreamId,
         now_ms: u64,
@@ -242,8 +245,8 @@ impl Exchange {
             !skip
         });
         let decision = plan(candidates, |u| rt.admit(u, now_ms));
-        if skipped_for_body {
-            metrics.body_over_limit();
+        if skipped_for_body && !self.client.encoded {
+            self.over_limit(rt);
         }
         match decision {
             Plan::Serve {
@@ -293,7 +296,7 @@ impl Exchange {
                     metrics.rejected(s);
                 }
                 match blocked.filter(|_| skipped_for_body) {
-                    Some(why) => Routed::Reply(local::body_not_rewritable(cfg, why)),
+                    Some(why) => Routed::Refuse(local::body_not_rewritable(cfg, why)),
                     None => {
                         metrics.all_open();
                         Routed::Reply(local::all_open(cfg, now_ms, retry_at_ms))

@@ -820,7 +820,16 @@ fn a_compressed_body_never_reaches_a_fallback_that_must_rewrite_it() {
         &[("content-encoding", "gzip"), ("content-length", "40")],
         false,
     );
-    let r = reply(&h).expect("refused");
+    assert_eq!(h.flow, Flow::Pause, "the upload is read first");
+    assert_eq!(c.ex.phase_name(), "refusing");
+    let part = c.body(&[0u8; 20], false);
+    assert_eq!(
+        part.effects,
+        vec![Effect::ClearRequestBody { len: 20 }],
+        "and dropped"
+    );
+    let end = c.body(&[0u8; 20], true);
+    let r = reply(&end).expect("refused once the body is in");
     assert_eq!(r.status, 413);
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(v["error"]["type"], "request_too_large");
@@ -837,7 +846,10 @@ fn a_held_body_for_a_rewrite_that_outgrows_the_limit_is_refused_with_413() {
     c.clock.set(T0 + 1);
     assert_eq!(c.request(&[], false).flow, Flow::Pause);
     let b = c.body(&[b' '; 200], false);
-    let r = reply(&b).expect("refused");
+    assert_eq!(b.effects, vec![Effect::ClearRequestBody { len: 200 }]);
+    assert!(c.body(&[b' '; 30], false).flow == Flow::Pause);
+    let end = c.body(&[b' '; 30], true);
+    let r = reply(&end).expect("refused");
     assert_eq!(r.status, 413);
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     assert!(

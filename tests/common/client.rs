@@ -463,13 +463,29 @@ impl Iterator for SseEvents {
 /// test chooses, malformed requests. The head is parsed with `httparse`; `body` holds the
 /// bytes after it exactly as received (still chunk-framed if the response is chunked).
 pub fn raw_http(addr: &str, request: &[u8], timeout: Duration) -> io::Result<Response> {
+    raw_http_paced(addr, &[request], Duration::ZERO, timeout)
+}
+
+/// Like [`raw_http`], but writes `parts` one after another with `pause` between them: a
+/// slow client (e.g. the head, then the body 2 s later).
+pub fn raw_http_paced(
+    addr: &str,
+    parts: &[&[u8]],
+    pause: Duration,
+    timeout: Duration,
+) -> io::Result<Response> {
     let deadline = Instant::now() + timeout;
     let sock = addr.to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("bad address {addr}"))
     })?;
     let mut stream = TcpStream::connect_timeout(&sock, timeout)?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(request)?;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        stream.write_all(part)?;
+    }
     let mut received = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
