@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The filter in a real Envoy with the real .wasm: the seed's scenarios, what counts as a
+//! The filter in a real Envoy with the real .wasm: the documented scenarios, what counts as a
 //! failure, the fallback chain, fast-fail, body routing, security and modes.
 //!
 //! Each test starts its own mock providers and Envoy (`tests/common`). Timeouts are
@@ -36,8 +36,8 @@ fn filter_config(defaults: Value, extra: Value) -> String {
     cfg.to_string()
 }
 
-/// The seed's thresholds (5 failures, 2 successes) with a short recovery for the test.
-fn seed_defaults() -> Value {
+/// The default thresholds (5 failures, 2 successes) with a short recovery for the test.
+fn default_thresholds() -> Value {
     json!({"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 0.6, "recovery_jitter": 0})
 }
 
@@ -51,7 +51,7 @@ fn stack_with(defaults: Value, extra: Value, concurrency: u32) -> Stack {
 }
 
 fn stack() -> Stack {
-    stack_with(seed_defaults(), json!({}), 1)
+    stack_with(default_thresholds(), json!({}), 1)
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn rate_limit_429_trips_and_its_retry_after_stretches_the_open_time() {
 
 #[test]
 fn rate_limit_switched_off_is_not_a_failure() {
-    let mut defaults = seed_defaults();
+    let mut defaults = default_thresholds();
     defaults["failure_conditions"] = json!({"rate_limit": false});
     let s = stack_with(defaults, json!({}), 1);
     s.openai
@@ -519,7 +519,7 @@ fn invalid_config_is_refused_and_the_key_path_is_logged() {
 
 #[test]
 fn metrics_only_mode_tracks_state_but_never_reroutes() {
-    let mut defaults = seed_defaults();
+    let mut defaults = default_thresholds();
     defaults["mode"] = json!("metrics_only");
     let s = stack_with(defaults, json!({}), 1);
     s.openai.set_mode(r#"{"mode":"error","status":500}"#);

@@ -28,7 +28,7 @@ fn stack(failover: Value, concurrency: u32) -> Stack {
 }
 
 #[test]
-fn seed_outage_shows_clients_no_error_and_the_primary_gets_exactly_five_calls() {
+fn a_primary_outage_shows_clients_no_error_and_the_primary_gets_exactly_five_calls() {
     let s = stack(json!({}), 1);
     s.openai.set_mode(r#"{"mode":"error","status":500}"#);
     for i in 0..20 {

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! What operators see: Prometheus metrics through Envoy's `/stats/prometheus`, the health
-//! endpoint and webhook alerts, scraped and asserted while the seed's scenario plays out
+//! endpoint and webhook alerts, scraped and asserted while the documented outage scenario plays out
 //! (with in-request failover off, so every failure reaches the client and the counts are
 //! the breaker's own).
 
@@ -57,7 +57,7 @@ impl Outage for Stack {
 }
 
 #[test]
-fn prometheus_metrics_follow_the_seed_scenario() {
+fn prometheus_metrics_follow_an_outage_and_recovery() {
     let s = stack(json!({}), 2);
     let up = [("upstream", "openai")];
     assert_eq!(

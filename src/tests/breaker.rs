@@ -235,7 +235,7 @@ fn backoff_is_capped_at_max_recovery_timeout() {
 }
 
 #[test]
-fn seed_default_backoff_keeps_recovery_constant() {
+fn default_backoff_keeps_recovery_constant() {
     let p = default_policy();
     assert_eq!(open_duration(&p, 0, None, 0.5), 30_000);
     assert_eq!(open_duration(&p, 7, None, 0.5), 30_000);

@@ -98,7 +98,7 @@ fn reference_config_parses_with_overrides_applied() {
 }
 
 #[test]
-fn minimal_config_gets_the_seed_defaults() {
+fn minimal_config_gets_the_documented_defaults() {
     let c = Config::from_json(MINIMAL).expect("valid");
     assert_eq!(c.route_header, "x-ai-cb-upstream");
     assert_eq!(c.response_header, "x-ai-cb-served-by");
