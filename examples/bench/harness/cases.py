@@ -397,7 +397,10 @@ def case_outage(s):
 
 
 def log_outage(key, sm):
+    def f(x):
+        return "-" if x is None else f"{x:.1f}"
     log(f"  {key}: errors {sm['client_errors']}, dead-primary calls {sm['dead_primary_calls']}, "
-        f"p50 {sm['p50_before_ms']} -> {sm['p50_during_ms']} ms, p99 {sm['p99_before_ms']} -> "
-        f"{sm['p99_during_ms']} ms, back on primary after "
-        f"{sm['first_on_primary_after_recovery_s']} / {sm['all_on_primary_after_recovery_s']} s")
+        f"p50 {f(sm['p50_before_ms'])} -> {f(sm['p50_during_ms'])} ms, p99 "
+        f"{f(sm['p99_before_ms'])} -> {f(sm['p99_during_ms'])} ms, back on primary after "
+        f"{f(sm['first_on_primary_after_recovery_s'])} / "
+        f"{f(sm['all_on_primary_after_recovery_s'])} s")

@@ -129,13 +129,17 @@ def pct(vals, q):
     return s[k]
 
 
-def open_loop(url, body, headers, rate, duration, events=(), timeout=15.0, workers=96,
-              served_by=None):
+def open_loop(url, body, headers, rate, duration, events=(), timeout=15.0, served_by=None):
     """Fixed-rate open-loop client: request i is due at t0 + i/rate whatever happened to the
-    earlier ones. Latency counts from the due time (queueing included). `events` are
-    (t, callable) run by the pacing thread when their time comes. Returns (results, event
+    earlier ones. Latency counts from the due time (queueing in the proxy included). `events`
+    are (t, callable) run by the pacing thread when their time comes. Returns (results, event
     times). Bounded: each request gives up after `timeout` s without a byte, and requests
-    still outstanding `timeout` s after the last was due are reported as unanswered."""
+    still outstanding 2 x `timeout` + 5 s after the last was due are reported as unanswered.
+
+    The pool has a thread for every request that can be in flight (rate x (timeout + 1 s)),
+    so a slow proxy never makes requests wait in the client: that would add the client's own
+    queueing to the proxy's latency."""
+    workers = int(rate * (timeout + 1)) + 16
     m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
     host, port, path = m.group(1), int(m.group(2)), m.group(3)
     n = int(rate * duration)
