@@ -73,13 +73,17 @@ def wrk(url, script, duration, connections, timeout_s=5):
 
 
 def measure(cpu, url, script, duration, connections, timeout_s=5):
-    """wrk against `url`, plus the CPU seconds `cpu()` reports before and after, per request."""
-    c0 = cpu()
+    """wrk against `url`, plus the CPU seconds `cpu()` reports before and after, per request,
+    and how busy the rest of the machine was meanwhile: busy CPU time of all cores (/proc/stat)
+    minus what this harness and its processes used, in cores (other engineers' builds show
+    up here; a shared 2-core machine is not quiet by default)."""
+    b0, o0, c0 = procs.machine_busy_s(), procs.own_cpu_s(), cpu()
     r = wrk(url, script, duration, connections, timeout_s)
-    c1 = cpu()
+    c1, o1, b1 = cpu(), procs.own_cpu_s(), procs.machine_busy_s()
     r["cpu_s"] = c1 - c0
     r["cpu_us_per_req"] = (c1 - c0) * 1e6 / r["requests"] if r["requests"] else None
     r["non2xx"] = r["status_err"]
+    r["other_load_cores"] = max(0.0, (b1 - b0) - (o1 - o0)) / (r["duration_us"] / 1e6 or 1)
     return r
 
 
@@ -92,7 +96,8 @@ def summarize(runs, key):
 
 
 def summarize_runs(runs):
-    return {k: summarize(runs, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req")}
+    return {k: summarize(runs, k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req",
+                                            "other_load_cores")}
 
 
 def interleaved(cases, reps, duration, connections, warmup, on_run=None, timeout_s=5):

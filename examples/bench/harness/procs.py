@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -127,6 +128,21 @@ def tree_cpu_s(pid):
 def cpu_meter(pid, tree=False):
     """A function giving the CPU seconds of `pid` (with its descendants if `tree`) so far."""
     return (lambda: tree_cpu_s(pid)) if tree else (lambda: proc_cpu_s(pid))
+
+
+def machine_busy_s():
+    """CPU seconds all cores spent busy since boot (/proc/stat: everything but idle and
+    iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
+def own_cpu_s():
+    """CPU seconds used by this harness and everything it started: the live process tree, plus
+    the children already reaped (wrk runs)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return tree_cpu_s(os.getpid()) + ru.ru_utime + ru.ru_stime
 
 
 def rss_bytes(pid):

@@ -60,7 +60,7 @@ def render_bench(res):
              f"completion body ({len(CHAT_REQUEST)} bytes), {s['reps']} repetitions of every "
              f"case interleaved (A B A B …), {s['warmup']} s warm-up each. Figures are "
              f"median (min–max). CPU = Envoy process user+sys time (/proc/&lt;pid&gt;/stat) "
-             f"divided by requests served.")
+             f"divided by requests served." + other_load(all_runs(res), m["machine"]["nproc"]))
     L.append("")
     pr = res.get("per_request")
     uc = res.get("upstream_check")
@@ -240,6 +240,28 @@ def render_bench(res):
     return "\n".join(L)
 
 
+def all_runs(res):
+    """Every wrk run of a `make bench` result."""
+    for v in (res.get("upstream_check") or {}).values():
+        yield from v.get("runs", [])
+    for v in (res.get("per_request") or {}).get("variants", {}).values():
+        yield from v.get("runs", [])
+    for e in (res.get("scaling") or {}).get("sizes", {}).values():
+        for k, v in e.items():
+            if isinstance(v, dict):
+                yield from v.get("runs", [])
+
+
+def other_load(runs, nproc):
+    """A sentence on how busy the machine was outside the harness during the wrk runs."""
+    vals = sorted(r["other_load_cores"] for r in runs if r.get("other_load_cores") is not None)
+    if not vals:
+        return ""
+    return (f" Other load on the machine during the wrk runs (busy CPU outside the harness and "
+            f"its processes, /proc/stat): median {vals[len(vals) // 2]:.2f} cores, max "
+            f"{vals[-1]:.2f} cores of {nproc}.")
+
+
 def outage_table(oc, who):
     st = oc["settings"]
     L = [f"### Outage: {who}", "",
@@ -291,7 +313,8 @@ def render_peers(res):
     L.append("Every proxy forwards the same chat completion POST to the same primary mock; "
              "LiteLLM and Portkey with their outage config below (first row of each), Envoy "
              "--concurrency 1. CPU is the proxy's whole process tree (user+sys) per request. "
-             "Figures are median (min–max).")
+             "Figures are median (min–max)." +
+             other_load((r for v in tp.values() for r in v.get("runs", [])), mc["nproc"]))
     L.append("")
     L.append("| proxy | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx + socket errors |")
     L.append("|---|---|---|---|---|---|")
