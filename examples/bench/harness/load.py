@@ -134,6 +134,9 @@ def pct(vals, q):
     return s[k]
 
 
+KEEPALIVE_EXPIRY = 4.0
+
+
 def open_loop(url, body, headers, rate, duration, events=(), timeout=15.0, served_by=None):
     """Fixed-rate open-loop client: request i is due at t0 + i/rate whatever happened to the
     earlier ones. Latency counts from the due time (queueing in the proxy included). `events`
@@ -162,9 +165,15 @@ def open_loop(url, body, headers, rate, duration, events=(), timeout=15.0, serve
     def attempt(i, due):
         sent = time.monotonic()
         status, by, error, stale = 0, "-", None, False
-        # A kept-alive connection the server closed while idle (uvicorn does after 5 s) fails
-        # at once with nothing received: like any HTTP client pool, reconnect and send again,
-        # once. Anything else (timeout, reset mid-response, refused) is a client-visible error.
+        # Like httpx (the OpenAI SDK's client, keep-alive expiry 5 s), a connection idle for
+        # KEEPALIVE_EXPIRY s is not reused: servers close idle ones (uvicorn after 5 s). One the
+        # server closed all the same fails at once with nothing received: reconnect and send
+        # again, once, as client pools do. Anything else (timeout, reset mid-response, refused)
+        # is a client-visible error.
+        conn = getattr(local, "conn", None)
+        if conn is not None and sent - local.last_used > KEEPALIVE_EXPIRY:
+            conn.close()
+            local.conn = None
         for retry in (False, True):
             conn = getattr(local, "conn", None)
             reused = conn is not None
@@ -179,6 +188,7 @@ def open_loop(url, body, headers, rate, duration, events=(), timeout=15.0, serve
                 if (r.getheader("connection") or "").lower() == "close":
                     conn.close()
                     local.conn = None
+                local.last_used = time.monotonic()
                 break
             except (OSError, HTTPException) as e:
                 conn.close()
