@@ -6,7 +6,7 @@
 #   make bench-smoke    every code path of the harness for a second or two (~1 min); asserts
 #                       nothing about speed; ends with "bench-smoke: N passed, N failed"
 #   make bench-peers    LiteLLM proxy and Portkey's gateway beside Envoy and the filter on the
-#                       same mock: throughput and the outage scenario (~15 min, plus one-time
+#                       same mock: throughput and the outage scenario (~11 min, plus one-time
 #                       installs into .venv-litellm and .tools/portkey); never in CI
 #   make bench-litellm  the old name of bench-peers (kept as an alias)
 #
