@@ -3,7 +3,7 @@
 #
 #   make bench          full run (~11 min on 2 cores): target/bench/results.json and the
 #                       generated tables in BENCHMARKS.md
-#   make bench-smoke    every code path of the harness for a second or two (~1 min); asserts
+#   make bench-smoke    every code path of the harness for a second or two (~1-1.5 min); asserts
 #                       nothing about speed; ends with "bench-smoke: N passed, N failed"
 #   make bench-peers    LiteLLM proxy and Portkey's gateway beside Envoy and the filter on the
 #                       same mock: throughput and the outage scenario (~11 min, plus one-time
