@@ -3,10 +3,12 @@
 #
 #   make bench          full run (~11 min on 2 cores): target/bench/results.json and the
 #                       generated tables in BENCHMARKS.md
-#   make bench-smoke    every code path of the harness for a second or two (~40 s); asserts
+#   make bench-smoke    every code path of the harness for a second or two (~1-1.5 min); asserts
 #                       nothing about speed; ends with "bench-smoke: N passed, N failed"
-#   make bench-litellm  LiteLLM proxy on the same mock: throughput and the outage scenario
-#                       (~5 min, plus a one-time pip install into .venv-litellm); never in CI
+#   make bench-peers    LiteLLM proxy and Portkey's gateway beside Envoy and the filter on the
+#                       same mock: throughput and the outage scenario (~11 min, plus one-time
+#                       installs into .venv-litellm and .tools/portkey); never in CI
+#   make bench-litellm  the old name of bench-peers (kept as an alias)
 #
 # Load generator: wrk, the Debian package (installed here when missing).
 
@@ -16,9 +18,14 @@ LITELLM_BIN   := $(LITELLM_VENV)/bin/litellm
 # The proxy extra of newer releases pins a package the registry here lacks; this resolves
 # to 1.108.x (see BENCHMARKS.md for the version measured).
 LITELLM_PKG   ?= litellm[proxy]
-SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Portkey's open-source gateway from npm, the version pinned (with every dependency, by
+# integrity hash) in examples/bench/portkey/package-lock.json; installed without running
+# install scripts into .tools/portkey, never globally.
+PORTKEY_SRC   := examples/bench/portkey
+PORTKEY_DIR   := .tools/portkey
+PORTKEY_JS    := $(PORTKEY_DIR)/node_modules/@portkey-ai/gateway/build/start-server.js
 
-.PHONY: bench bench-smoke bench-litellm bench-render bench-wrk
+.PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk portkey
 
 bench-wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -29,15 +36,30 @@ bench-wrk:
 bench: build envoy mock bench-wrk
 	$(BENCH_PY) run
 
+# The smoke runs the peers' code path with Portkey (a small npm install, skipped with a note
+# where npm is missing); with LiteLLM too once bench-peers has installed it.
 bench-smoke: build envoy mock bench-wrk
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory portkey; \
+	else echo "note: npm is missing; bench-smoke skips the Portkey peer"; fi
 	$(BENCH_PY) smoke
 
 $(LITELLM_BIN):
 	python3 -m venv $(LITELLM_VENV)
 	$(LITELLM_VENV)/bin/pip install --quiet --disable-pip-version-check '$(LITELLM_PKG)'
 
-bench-litellm: build envoy mock bench-wrk $(LITELLM_BIN)
-	$(BENCH_PY) litellm
+$(PORTKEY_JS): $(PORTKEY_SRC)/package.json $(PORTKEY_SRC)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: Portkey's gateway is an npm package"; exit 1; }
+	mkdir -p $(PORTKEY_DIR)
+	cp $(PORTKEY_SRC)/package.json $(PORTKEY_SRC)/package-lock.json $(PORTKEY_DIR)/
+	npm ci --prefix $(PORTKEY_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+portkey: $(PORTKEY_JS)
+
+bench-peers: build envoy mock bench-wrk $(LITELLM_BIN) portkey
+	$(BENCH_PY) peers
+
+bench-litellm: bench-peers
 
 # Regenerate BENCHMARKS.md's tables from target/bench/*.json without measuring.
 bench-render:

@@ -1,0 +1,406 @@
+"""The cases `make bench` measures: which Envoys each starts, what it checks before measuring,
+and what it derives (ratios against bare Envoy, start-up phases, the outage summary).
+
+Why a module: a case is the benchmark's claim ("the filter costs X per request", "the dead
+primary gets N calls"); keeping each one readable top to bottom, apart from how processes
+start (procs), how load is made (load) and how it is printed (report), is what lets a reader
+check the claim. Every case probes its proxies first and refuses to measure a proxy that
+does not route as expected.
+"""
+
+import datetime
+import re
+
+from . import procs
+from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter_proxy,
+                            outage_filter_config, spread_routes, two_upstreams, upstream_server)
+from .load import (interleaved, open_loop, paired_ratios, pct, summarize_runs, wrk_script)
+from .settings import CHAT_PATH, CHAT_REQUEST, ERROR_MODE, SEED_POLICY, log
+from launcher import http
+
+
+def chat_url(e, path=CHAT_PATH):
+    """The URL of `path` on an Envoy's `bench` listener."""
+    return e.url("bench", path)
+
+
+def probe(url, body=CHAT_REQUEST, headers=None):
+    """One request: (status, the filter's served-by header or '-')."""
+    status, hdrs, _ = http("POST", url, body.encode(),
+                           {"content-type": "application/json", **(headers or {})})
+    return status, hdrs.get("x-ai-cb-served-by", "-")
+
+
+def log_run(k, r):
+    log(f"  {k:<16} {r['rps']:>8.0f} req/s  p50 {r['p50_us']:>6} us  p99 {r['p99_us']:>6} us"
+        f"  cpu {r['cpu_us_per_req'] or 0:>6.1f} us/req")
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstream check and per-request cost
+# ---------------------------------------------------------------------------------------------
+
+def case_upstream_check(mock, s):
+    """How fast the upstream candidates are on their own: an Envoy direct_response listener
+    and the mock provider. The faster one (it must beat the proxies under test) is used."""
+    log("upstream check: wrk straight at an Envoy direct_response listener and at the mock")
+    upstream = procs.envoys({"u": ("upstream", upstream_server(), 1)})["u"]
+    script = wrk_script("plain")
+    cases = {"direct_response": (procs.cpu_meter(upstream.pid), upstream.url("ok", CHAT_PATH),
+                                 script, None),
+             "mock_provider": (procs.cpu_meter(mock.pid), mock.url(CHAT_PATH), script, None)}
+    runs = interleaved(cases, max(1, s["reps"] - 1), s["duration"], s["connections"], 0,
+                       on_run=lambda k, r: log(f"  {k:<16} {r['rps']:>8.0f} req/s  cpu "
+                                               f"{r['cpu_us_per_req'] or 0:>6.1f} us/req"))
+    upstream.stop()
+    return {k: {"runs": rs, **summarize_runs(rs)} for k, rs in runs.items()}
+
+
+def per_request_variants(ok, err):
+    """Every proxy under test for the per-request case: key -> (label, bootstrap, concurrency,
+    expected probe (status, served_by))."""
+    both = [("openai", ok), ("anthropic", ok)]
+    v = {}
+    for conc in (1, 2):
+        v[f"bare_c{conc}"] = (f"bare Envoy, --concurrency {conc}", bare_proxy(both), conc,
+                              (200, "-"))
+        v[f"filter_c{conc}"] = (f"filter, CLOSED, defaults (failover on), --concurrency {conc}",
+                                filter_proxy(both, filter_config(two_upstreams(), V1)), conc,
+                                (200, "openai"))
+    v["passthrough_c1"] = (
+        "filter loaded, no filter route matches (VM floor)",
+        filter_proxy(both, filter_config(two_upstreams(),
+                                         [{"match": {"path_prefix": "/nomatch/"},
+                                           "upstream": "openai"}])), 1, (200, "-"))
+    v["disabled_c1"] = (
+        "filter routes, primary mode `disabled` (no breaker bookkeeping), failover off",
+        filter_proxy(both, filter_config(two_upstreams("disabled"), V1, failover=FO_OFF)), 1,
+        (200, "openai"))
+    v["nofailover_c1"] = (
+        "filter, CLOSED, failover off (no request copy kept)",
+        filter_proxy(both, filter_config(two_upstreams(), V1, failover=FO_OFF)), 1,
+        (200, "openai"))
+    v["rerouted_c1"] = ("rerouted: primary forced_open, served by fallback",
+                        filter_proxy(both, filter_config(two_upstreams("forced_open"), V1)), 1,
+                        (200, "anthropic"))
+    v["rewrite_c1"] = ("rerouted + fallback rewrites body `model`",
+                       filter_proxy(both, filter_config(
+                           two_upstreams("forced_open",
+                                         {"model": "claude-3-5-sonnet-20241022"}), V1)), 1,
+                       (200, "anthropic"))
+    ff = [{"name": "openai", "fallbacks": ["anthropic"], "mode": "forced_open"},
+          {"name": "anthropic", "mode": "forced_open"}]
+    v["fastfail_c1"] = ("fast-fail: all forced_open, local 503",
+                        filter_proxy(both, filter_config(ff, V1)), 1, (503, "-"))
+    body_routes = [{"match": {"path_prefix": "/v1/", "model": "gpt-4o-mini"},
+                    "upstream": "openai"},
+                   {"match": {"path_prefix": "/v1/"}, "upstream": "anthropic"}]
+    v["body_c1"] = ("body routing on `model` (pauses for the body)",
+                    filter_proxy(both, filter_config(two_upstreams(), body_routes)), 1,
+                    (200, "openai"))
+    # Failover: the primary always answers 500 and stays admitted (metrics_only), so every
+    # request fails on the primary and is retried on the fallback inside the same request.
+    fo_clusters = [("openai", err), ("anthropic", ok)]
+    v["failover_c1"] = ("failover: primary 500, retried on fallback in-request",
+                        filter_proxy(fo_clusters, filter_config(
+                            two_upstreams("metrics_only"), V1, failover=FO_ON)), 1,
+                        (200, "anthropic"))
+    return v
+
+
+# Headline ratios: filter case / bare case.
+RATIO_PAIRS = {"c1": ("filter_c1", "bare_c1"), "c2": ("filter_c2", "bare_c2"),
+               "lowc": ("filter_lowc", "bare_lowc"),
+               "c1_failover_off": ("nofailover_c1", "bare_c1"),
+               "c1_vm_floor": ("passthrough_c1", "bare_c1")}
+
+
+def case_per_request(ok, err, s):
+    variants = per_request_variants(ok, err)
+    if s.get("variants"):
+        variants = {k: v for k, v in variants.items() if k in s["variants"]}
+    log(f"per-request: starting {len(variants)} Envoys")
+    envoys = procs.envoys({k: (k, cfg, conc) for k, (_, cfg, conc, _) in variants.items()})
+    script = wrk_script("chat")
+    result = {"variants": {}}
+    cases = {}
+    for k, (label, _, conc, expect) in variants.items():
+        st, by = probe(chat_url(envoys[k]))
+        entry = {"label": label, "concurrency": conc, "probe": {"status": st, "served_by": by},
+                 "expected": {"status": expect[0], "served_by": expect[1]}}
+        result["variants"][k] = entry
+        if (st, by) != expect:
+            if k.startswith("failover"):
+                entry["skipped"] = (f"failover not available (primary 500 -> client saw {st}, "
+                                    f"served by {by})")
+                log(f"  {k}: {entry['skipped']}")
+                continue
+            raise RuntimeError(f"{k}: probe gave {st} served_by={by}, expected {expect}")
+        cases[k] = (procs.cpu_meter(envoys[k].pid), chat_url(envoys[k]), script, None)
+    # Latency at low concurrency: one connection, closed loop.
+    for k in ("bare_c1", "filter_c1"):
+        if k in envoys and (not s.get("variants") or "lowc" in s["variants"]):
+            cases[k.replace("_c1", "_lowc")] = (procs.cpu_meter(envoys[k].pid),
+                                                chat_url(envoys[k]), script, 1)
+    log(f"per-request: {len(cases)} cases x {s['reps']} reps x {s['duration']} s, interleaved")
+    runs = interleaved(cases, s["reps"], s["duration"], s["connections"], s["warmup"],
+                       on_run=log_run)
+    for k, rs in runs.items():
+        e = result["variants"].setdefault(k, {"label": ("bare Envoy" if k.startswith("bare")
+                                                        else "filter, CLOSED") +
+                                              ", --concurrency 1, wrk -c1",
+                                              "concurrency": 1})
+        e["runs"] = rs
+        e.update(summarize_runs(rs))
+    for e in envoys.values():
+        e.stop()
+    ratios = {}
+    for tag, (fk, bk) in RATIO_PAIRS.items():
+        f, b = runs.get(fk), runs.get(bk)
+        if not f or not b:
+            continue
+        fm, bm = summarize_runs(f), summarize_runs(b)
+        ratios[tag] = {
+            "throughput": fm["rps"]["median"] / bm["rps"]["median"],
+            "throughput_paired": paired_ratios(f, b, "rps"),
+            "cpu": fm["cpu_us_per_req"]["median"] / bm["cpu_us_per_req"]["median"],
+            "cpu_paired": paired_ratios(f, b, "cpu_us_per_req"),
+            "p50_added_us": fm["p50_us"]["median"] - bm["p50_us"]["median"],
+            "p99_added_us": fm["p99_us"]["median"] - bm["p99_us"]["median"],
+        }
+    result["ratios"] = ratios
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Scaling with the number of upstreams
+# ---------------------------------------------------------------------------------------------
+
+def configure_times(path):
+    """From an Envoy log (microsecond timestamps): when the first wasm VM was being created,
+    when the filter logged "configured N upstreams", and when Envoy started workers."""
+    ts = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\]")
+
+    def t(line):
+        m = ts.match(line)
+        return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() \
+            if m else None
+    first = listeners = workers = main_loop = None
+    configured_all = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            if first is None:
+                first = t(line)
+            if listeners is None and re.search(r"\]\[config\] loading \d+ listener", line):
+                listeners = t(line)
+            if "wasm log" in line and "configured" in line and "upstreams" in line:
+                configured_all.append(t(line))
+            if workers is None and "starting workers" in line:
+                workers = t(line)
+            if main_loop is None and "starting main dispatch loop" in line:
+                main_loop = t(line)
+    configured = configured_all[0] if configured_all else None
+
+    def span(a, b):
+        return None if a is None or b is None else b - a
+    return {"configured_count": len(configured_all),
+            # Envoy creates the listener's filter chain: compiles the module, starts the VM,
+            # the filter parses its config and logs "configured N upstreams".
+            "listener_to_configured_s": span(listeners, configured),
+            # From that line (breakers + metrics built next) until Envoy starts its workers.
+            "configured_to_workers_s": span(configured, workers),
+            # Whole listener set-up, config read to main loop (compare with bare Envoy).
+            "listener_to_main_loop_s": span(listeners, main_loop),
+            "log_start_to_main_loop_s": span(first, main_loop)}
+
+
+def scaling_specs(n, ok, tick_variant):
+    """The Envoys of one scaling size: bare and filter (and the filter with a 60 s tick)."""
+    clusters = [(f"u{i}", ok) for i in range(n)]
+    bare_routes, ups, routes = spread_routes(n)
+    specs = {"bare": (f"scale{n}-bare", bare_proxy(clusters, bare_routes), 1),
+             "filter": (f"scale{n}-filter", filter_proxy(clusters, filter_config(ups, routes)), 1)}
+    if tick_variant:
+        specs["filter_tick60"] = (f"scale{n}-tick60", filter_proxy(
+            clusters, filter_config(ups, routes, tick_interval=60)), 1)
+    return specs
+
+
+def case_scaling(ok, s, tick_variant=False):
+    out = {"sizes": {}}
+    for n in s["sizes"]:
+        paths = [f"/u/{i}{CHAT_PATH}" for i in range(n)]
+        script = wrk_script(f"spread{n}", paths)
+        specs = scaling_specs(n, ok, tick_variant and n == max(s["sizes"]))
+        log(f"scaling: {n} upstreams: starting {', '.join(specs)}")
+        # Started one after the other so each start-up time is its own.
+        envoys = {k: procs.envoys({k: spec})[k] for k, spec in specs.items()}
+        entry = {"upstreams": n}
+        for k, e in envoys.items():
+            st, by = probe(chat_url(e, paths[-1]))
+            want = (200, "-" if k == "bare" else f"u{n - 1}")
+            if (st, by) != want:
+                raise RuntimeError(f"scaling {n} {k}: probe {st} {by}, expected {want}")
+            entry[k] = {"ready_s": e.ready_s, "log": configure_times(e.log_path)}
+        cases = {k: (procs.cpu_meter(e.pid), chat_url(e, paths[0]), script, None)
+                 for k, e in envoys.items()}
+        runs = interleaved(cases, s["reps"], s["duration"], s["connections"], s["warmup"],
+                           on_run=lambda k, r: log(f"  {n:>4} {k:<14} {r['rps']:>8.0f} req/s  "
+                                                   f"cpu {r['cpu_us_per_req'] or 0:>6.1f} us/req"))
+        for k, e in envoys.items():
+            entry[k].update({"runs": runs[k], **summarize_runs(runs[k]),
+                             "rss_bytes": procs.rss_bytes(e.pid),
+                             "memory": procs.envoy_memory(e)})
+        for e in envoys.values():
+            e.stop()
+        f, b = entry["filter"], entry["bare"]
+        entry["ratios"] = {
+            "throughput": f["rps"]["median"] / b["rps"]["median"],
+            "cpu": f["cpu_us_per_req"]["median"] / b["cpu_us_per_req"]["median"],
+            "cpu_added_us": f["cpu_us_per_req"]["median"] - b["cpu_us_per_req"]["median"],
+            "rss_added_bytes": f["rss_bytes"] - b["rss_bytes"],
+            "heap_added_bytes": (int(f["memory"].get("allocated", 0)) -
+                                 int(b["memory"].get("allocated", 0))),
+            "ready_added_s": f["ready_s"] - b["ready_s"],
+        }
+        fl, bl = f["log"], b["log"]
+        if fl["listener_to_main_loop_s"] is not None and bl["listener_to_main_loop_s"] is not None:
+            entry["ratios"]["startup_added_s"] = (fl["listener_to_main_loop_s"] -
+                                                  bl["listener_to_main_loop_s"])
+        log(f"  {n:>4}: ready {f['ready_s']:.2f}s (bare {b['ready_s']:.2f}s), "
+            f"RSS +{entry['ratios']['rss_added_bytes'] / 1e6:.1f} MB")
+        out["sizes"][str(n)] = entry
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Outage
+# ---------------------------------------------------------------------------------------------
+
+def failover_probe(err_port, ok_port):
+    """Is in-request failover there? A primary that answers 500 must come back as a 200."""
+    cfg = filter_proxy([("openai", err_port), ("anthropic", ok_port)],
+                       filter_config(two_upstreams("metrics_only"), V1, failover=FO_ON))
+    e = procs.envoys({"p": ("failover-probe", cfg, 1)})["p"]
+    try:
+        st, by = probe(chat_url(e))
+    finally:
+        e.stop()
+    return st == 200 and by == "anthropic", st, by
+
+
+def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_primary):
+    before = [r for r in results if r["t"] < t_down]
+    during = [r for r in results if t_down <= r["t"] < t_up]
+    after = [r for r in results if r["t"] >= t_up]
+
+    def lat(rs, q):
+        return pct([r["latency_ms"] for r in rs if r["latency_ms"] is not None], q)
+
+    def errors(rs):
+        return sum(1 for r in rs if not 200 <= r["status"] < 300)
+    rec = fired.get(t_up, t_up)
+    first_back = next((r["t"] for r in after if r["served_by"] == primary), None)
+    last_not = max((r["t"] for r in after if r["served_by"] != primary), default=None)
+    all_back = None
+    if first_back is not None:
+        later = [r["t"] for r in after if last_not is None or r["t"] > last_not]
+        all_back = min(later) if later else None
+    by = {}
+    for r in during:
+        if r["status"] == 0:
+            key = f"no response ({r.get('error', '?')})"
+        elif 200 <= r["status"] < 300:
+            key = r["served_by"]
+        else:
+            key = f"{r['served_by']}!{r['status']}"
+        by[key] = by.get(key, 0) + 1
+    return {
+        "requests": len(results), "requests_during": len(during),
+        "client_errors": errors(results), "client_errors_during": errors(during),
+        "dead_primary_calls": dead_calls, "primary_calls_total": total_primary,
+        "served_during": by,
+        "stale_connection_retries": sum(1 for r in results if r.get("stale_connection_retried")),
+        "p50_before_ms": lat(before, 50), "p99_before_ms": lat(before, 99),
+        "p50_during_ms": lat(during, 50), "p99_during_ms": lat(during, 99),
+        "p50_after_ms": lat(after, 50), "p99_after_ms": lat(after, 99),
+        "first_on_primary_after_recovery_s":
+            None if first_back is None else max(0.0, first_back - rec),
+        "all_on_primary_after_recovery_s": None if all_back is None else max(0.0, all_back - rec),
+        "events": fired,
+    }
+
+
+def run_outage(url, primary_mock, fallback_mock, s, headers=None, body=CHAT_REQUEST,
+               served_by=None, primary="openai"):
+    """The outage scenario through `url`: `before` s normal, `down` s of HTTP 500 from the
+    primary mock, `after` s recovered. Calls to the dead primary are the mock's own count of
+    requests answered in error mode."""
+    before, down, after = s["outage"]
+    primary_mock.reset()
+    fallback_mock.reset()
+    events = [(before, lambda: primary_mock.mode(mode="error", status=500)),
+              (before + down, lambda: primary_mock.mode(mode="healthy"))]
+    results, fired = open_loop(url, body, headers, s["rate"], before + down + after,
+                               events=events, served_by=served_by)
+    stats = primary_mock.stats()
+    return results, outage_summary(results, fired, before, before + down, primary,
+                                   stats["by_mode"].get("error", 0), stats["total"])
+
+
+def outage_settings(s, policy=None):
+    out = {"before_s": s["outage"][0], "outage_s": s["outage"][1], "after_s": s["outage"][2],
+           "rate": s["rate"]}
+    if policy:
+        out["policy"] = policy
+    return out
+
+
+def filter_outage_run(key, primary, fallback, s, failover):
+    """The outage through Envoy + filter (--concurrency 2) with `s['policy']`."""
+    clusters = [("openai", primary.port), ("anthropic", fallback.port)]
+    e = procs.envoys({key: (f"outage-{key}", filter_proxy(
+        clusters, outage_filter_config(s["policy"], failover)), 2)})[key]
+    try:
+        for _ in range(5):
+            probe(chat_url(e))
+        log(f"outage {key}: {sum(s['outage'])} s at {s['rate']} req/s "
+            f"(primary 500 from {s['outage'][0]} s for {s['outage'][1]} s)")
+        results, summary = run_outage(chat_url(e), primary, fallback, s)
+    finally:
+        e.stop()
+    log_outage(key, summary)
+    settings = "seed settings" if s["policy"] == SEED_POLICY else "smoke settings"
+    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}",
+            "concurrency": 2, "summary": summary, "timeline": results}
+
+
+def case_outage(s):
+    out = {"settings": outage_settings(s, s["policy"]), "runs": {}}
+    primary, fallback = procs.mock("openai"), procs.mock("anthropic")
+    # The failover probe: a third mock answering 500.
+    dead = procs.mock("dead", mode=ERROR_MODE)
+    ok, st, by = failover_probe(dead.port, fallback.port)
+    dead.stop()
+    out["failover_available"] = ok
+    for key, fo in (("filter_seed", False), ("filter_failover", True)):
+        if fo and not ok:
+            out["runs"][key] = {"label": "Envoy + filter, failover on",
+                                "skipped": f"failover not available (primary 500 -> client saw "
+                                           f"{st}, served by {by})"}
+            log(f"outage {key}: skipped, failover not available")
+            continue
+        out["runs"][key] = filter_outage_run(key, primary, fallback, s, fo)
+    primary.stop()
+    fallback.stop()
+    return out
+
+
+def log_outage(key, sm):
+    def f(x):
+        return "-" if x is None else f"{x:.1f}"
+    log(f"  {key}: errors {sm['client_errors']}, dead-primary calls {sm['dead_primary_calls']}, "
+        f"p50 {f(sm['p50_before_ms'])} -> {f(sm['p50_during_ms'])} ms, p99 "
+        f"{f(sm['p99_before_ms'])} -> {f(sm['p99_during_ms'])} ms, back on primary after "
+        f"{f(sm['first_on_primary_after_recovery_s'])} / "
+        f"{f(sm['all_on_primary_after_recovery_s'])} s")
