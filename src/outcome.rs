@@ -21,15 +21,29 @@ pub enum FailureReason {
     RateLimit,
     /// A successful call slower than `slow_call_duration`.
     Slow,
+    /// An error event inside a 200-OK stream (e.g. Anthropic's `overloaded_error`).
+    StreamError,
+    /// A stream that ended before its terminal marker, or was reset mid-body.
+    StreamTruncated,
+    /// A stream with no bytes for `stream_idle_timeout` (or Envoy's stream idle timeout).
+    StreamStall,
+    /// No first content token within `first_token_timeout`.
+    SlowFirstToken,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 5] = [
+    pub const COUNT: usize = 9;
+
+    pub const ALL: [FailureReason; FailureReason::COUNT] = [
         FailureReason::Status5xx,
         FailureReason::Timeout,
         FailureReason::ConnectFailure,
         FailureReason::RateLimit,
         FailureReason::Slow,
+        FailureReason::StreamError,
+        FailureReason::StreamTruncated,
+        FailureReason::StreamStall,
+        FailureReason::SlowFirstToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +53,10 @@ impl FailureReason {
             FailureReason::ConnectFailure => "connect_failure",
             FailureReason::RateLimit => "rate_limit",
             FailureReason::Slow => "slow",
+            FailureReason::StreamError => "stream_error",
+            FailureReason::StreamTruncated => "stream_truncated",
+            FailureReason::StreamStall => "stream_stall",
+            FailureReason::SlowFirstToken => "slow_first_token",
         }
     }
 
@@ -50,6 +68,10 @@ impl FailureReason {
             FailureReason::ConnectFailure => 3,
             FailureReason::RateLimit => 4,
             FailureReason::Slow => 5,
+            FailureReason::StreamError => 6,
+            FailureReason::StreamTruncated => 7,
+            FailureReason::StreamStall => 8,
+            FailureReason::SlowFirstToken => 9,
         }
     }
 

@@ -155,6 +155,11 @@ pub struct Policy {
     pub mode: Mode,
     pub failure_rate: Option<FailureRate>,
     pub slow_call_ms: Option<u64>,
+    /// A stream with no bytes for this long is a `stream_stall` failure and is ended.
+    pub stream_idle_ms: Option<u64>,
+    /// No first content token this long after the request went out: `slow_first_token`,
+    /// and the request fails over. Off by default: reasoning models may think for minutes.
+    pub first_token_ms: Option<u64>,
     pub honor_retry_after: bool,
     pub backoff_multiplier: f64,
     pub max_recovery_ms: u64,
@@ -176,6 +181,8 @@ impl Default for Policy {
             mode: Mode::Enforce,
             failure_rate: None,
             slow_call_ms: None,
+            stream_idle_ms: None,
+            first_token_ms: None,
             honor_retry_after: true,
             backoff_multiplier: 1.0,
             max_recovery_ms: 300_000,
@@ -199,6 +206,26 @@ pub struct FailureConditions {
     pub timeout: bool,
     pub connect_failure: bool,
     pub rate_limit: bool,
+    pub stream_error: bool,
+    pub stream_truncated: bool,
+    pub stream_stall: bool,
+    pub slow_first_token: bool,
+}
+
+impl FailureConditions {
+    /// Whether failures of `reason` count (the status codes list decides `status_5xx`).
+    pub fn counts(&self, reason: FailureReason) -> bool {
+        match reason {
+            FailureReason::Status5xx | FailureReason::Slow => true,
+            FailureReason::Timeout => self.timeout,
+            FailureReason::ConnectFailure => self.connect_failure,
+            FailureReason::RateLimit => self.rate_limit,
+            FailureReason::StreamError => self.stream_error,
+            FailureReason::StreamTruncated => self.stream_truncated,
+            FailureReason::StreamStall => self.stream_stall,
+            FailureReason::SlowFirstToken => self.slow_first_token,
+        }
+    }
 }
 
 impl Default for FailureConditions {
@@ -208,6 +235,10 @@ impl Default for FailureConditions {
             timeout: true,
             connect_failure: true,
             rate_limit: true,
+            stream_error: true,
+            stream_truncated: true,
+            stream_stall: true,
+            slow_first_token: true,
         }
     }
 }

@@ -52,6 +52,12 @@ impl RawPolicy {
         if let Some(v) = self.slow_call_duration {
             p.slow_call_ms = Some(duration_ms(&key("slow_call_duration"), v)?);
         }
+        if let Some(v) = self.stream_idle_timeout {
+            p.stream_idle_ms = Some(duration_ms(&key("stream_idle_timeout"), v)?);
+        }
+        if let Some(v) = self.first_token_timeout {
+            p.first_token_ms = Some(duration_ms(&key("first_token_timeout"), v)?);
+        }
         if let Some(v) = self.honor_retry_after {
             p.honor_retry_after = v;
         }
@@ -114,6 +120,16 @@ impl RawFailureConditions {
         }
         if let Some(v) = self.rate_limit {
             c.rate_limit = v;
+        }
+        for (flag, value) in [
+            (&mut c.stream_error, self.stream_error),
+            (&mut c.stream_truncated, self.stream_truncated),
+            (&mut c.stream_stall, self.stream_stall),
+            (&mut c.slow_first_token, self.slow_first_token),
+        ] {
+            if let Some(v) = value {
+                *flag = v;
+            }
         }
         Ok(())
     }

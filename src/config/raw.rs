@@ -208,6 +208,8 @@ pub(super) struct RawPolicy {
     pub mode: Option<Mode>,
     pub failure_rate: Option<RawFailureRate>,
     pub slow_call_duration: Option<f64>,
+    pub stream_idle_timeout: Option<f64>,
+    pub first_token_timeout: Option<f64>,
     pub honor_retry_after: Option<bool>,
     pub backoff_multiplier: Option<f64>,
     pub max_recovery_timeout: Option<f64>,
@@ -231,6 +233,8 @@ impl RawPolicy {
                 .map(RawFailureRate::read)
                 .transpose()?,
             slow_call_duration: o.value("slow_call_duration")?,
+            stream_idle_timeout: o.value("stream_idle_timeout")?,
+            first_token_timeout: o.value("first_token_timeout")?,
             honor_retry_after: o.value("honor_retry_after")?,
             backoff_multiplier: o.value("backoff_multiplier")?,
             max_recovery_timeout: o.value("max_recovery_timeout")?,
@@ -266,6 +270,10 @@ pub(super) struct RawFailureConditions {
     pub timeout: Option<bool>,
     pub connect_failure: Option<bool>,
     pub rate_limit: Option<bool>,
+    pub stream_error: Option<bool>,
+    pub stream_truncated: Option<bool>,
+    pub stream_stall: Option<bool>,
+    pub slow_first_token: Option<bool>,
 }
 
 impl RawFailureConditions {
@@ -275,6 +283,10 @@ impl RawFailureConditions {
             timeout: o.value("timeout")?,
             connect_failure: o.value("connect_failure")?,
             rate_limit: o.value("rate_limit")?,
+            stream_error: o.value("stream_error")?,
+            stream_truncated: o.value("stream_truncated")?,
+            stream_stall: o.value("stream_stall")?,
+            slow_first_token: o.value("slow_first_token")?,
         };
         o.done()?;
         Ok(r)

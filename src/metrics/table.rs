@@ -41,7 +41,7 @@ type Id = Option<u32>;
 struct PerUpstream {
     state: Id,
     requests: [Id; 3],
-    failures: [Id; 5],
+    failures: [Id; FailureReason::COUNT],
     rejected: Id,
     transitions: [Id; 4],
     probes: [Id; 2],

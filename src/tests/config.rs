@@ -136,7 +136,11 @@ fn minimal_config_gets_the_documented_defaults() {
             FailureReason::Status5xx,
             FailureReason::Timeout,
             FailureReason::ConnectFailure,
-            FailureReason::RateLimit
+            FailureReason::RateLimit,
+            FailureReason::StreamError,
+            FailureReason::StreamTruncated,
+            FailureReason::StreamStall,
+            FailureReason::SlowFirstToken
         ],
         "slow calls succeeded: they are not re-sent"
     );
