@@ -71,18 +71,20 @@ wasm-opt:
 	      || echo "wasm-opt unavailable: the module is built unoptimized"; \
 	  else echo "note: install binaryen (wasm-opt) for a ~20% smaller module"; fi; }
 
+# The mock provider is its own workspace crate (examples/mock-provider), never built for wasm.
 mock:
-	cargo build --release --bin mock-provider
+	cargo build --release -p mock-provider
 
 ## Tests ----------------------------------------------------------------------------------
 
 test: test-native test-wasm demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
-# built by `build`, and the pip Envoy). The test profile, not --release: with the release
-# profile's panic = "abort", cargo may link an abort-built lib into the test binaries.
-test-native: build envoy
-	cargo test
+# built by `build`, the pip Envoy and the mock provider), and the mock provider's own unit
+# tests. The test profile, not --release: with the release profile's panic = "abort", cargo
+# may link an abort-built lib into the test binaries.
+test-native: build envoy mock
+	cargo test --workspace
 
 # The core's unit tests again, compiled to wasm32-unknown-unknown and run under Node.
 test-wasm: toolchain wasm-bindgen-runner
@@ -90,8 +92,8 @@ test-wasm: toolchain wasm-bindgen-runner
 	  cargo test --lib --target wasm32-unknown-unknown
 
 lint: toolchain
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
 ## Demo -----------------------------------------------------------------------------------

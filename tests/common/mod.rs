@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +47,30 @@ pub const WASM_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/target/wasm32-wasip1/release/ai_circuit_breaker.wasm"
 );
-pub const MOCK_BIN: &str = env!("CARGO_BIN_EXE_mock-provider");
+
+/// The mock provider (`examples/mock-provider`, its own crate in the workspace, so tests get
+/// no `CARGO_BIN_EXE_` for it): `target/release/mock-provider`, which the demo and the bench
+/// use too. Built here on first use with `cargo build --release -p mock-provider`, a no-op
+/// after `make mock`, so a plain `cargo test` never runs a stale mock.
+pub fn mock_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "mock-provider"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the mock provider: {e}"));
+        assert!(
+            status.success(),
+            "building the mock provider failed: {status}"
+        );
+        // CARGO_TARGET_TMPDIR is <target dir>/tmp, wherever the target dir is.
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap_or(Path::new("target"));
+        target.join("release").join("mock-provider")
+    })
+}
 
 /// The request header the filter writes and the route reads (`cluster_header`).
 pub const ROUTE_HEADER: &str = "x-ai-cb-upstream";
@@ -440,7 +463,7 @@ where
 // Mock provider
 // =============================================================================================
 
-/// A running `mock-provider` (see `examples/mock-provider/main.rs`), killed on drop.
+/// A running `mock-provider` (see `examples/mock-provider/README.md`), killed on drop.
 pub struct Mock {
     child: Child,
     name: String,
@@ -460,7 +483,7 @@ impl Mock {
     }
 
     fn spawn(name: &str, mode: Option<&str>) -> Mock {
-        let mut cmd = Command::new(MOCK_BIN);
+        let mut cmd = Command::new(mock_bin());
         cmd.arg("--name").arg(name);
         if let Some(m) = mode {
             cmd.arg("--mode").arg(m);
@@ -470,7 +493,7 @@ impl Mock {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {MOCK_BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", mock_bin().display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
