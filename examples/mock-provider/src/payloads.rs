@@ -53,6 +53,67 @@ pub struct Answer<'a> {
     pub id: u64,
     /// Unix seconds (`created`).
     pub created: u64,
+    /// The tool to call instead of answering text (see [`tool_to_call`]).
+    pub tool: Option<&'a str>,
+}
+
+/// The tool a request makes the mock call: when it offers `tools` (and `tool_choice` is not
+/// "none") and its last message is the user's (not a tool result), the first tool, or the
+/// one `tool_choice` names. A real model chooses; the mock always calls, so tests know.
+pub fn tool_to_call(route: Route, request: &Value) -> Option<String> {
+    let tools = request.get("tools").and_then(Value::as_array)?;
+    let choice = request.get("tool_choice");
+    let last = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())?;
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    let name = if route.anthropic() {
+        let is_result =
+            |block: &Value| block.get("type").and_then(Value::as_str) == Some("tool_result");
+        if last
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| blocks.iter().any(is_result))
+        {
+            return None;
+        }
+        match choice.and_then(|c| c.get("type")).and_then(Value::as_str) {
+            Some("none") => return None,
+            Some("tool") => choice.and_then(|c| c.get("name")),
+            _ => tools.first().and_then(|t| t.get("name")),
+        }
+    } else {
+        match choice {
+            Some(Value::String(c)) if c == "none" => return None,
+            Some(Value::Object(c)) => c.get("function").and_then(|f| f.get("name")),
+            _ => tools
+                .first()
+                .and_then(|t| t.get("function"))
+                .and_then(|f| f.get("name")),
+        }
+    };
+    name.and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The arguments of the mock's tool call, as JSON text: `{"query":"Hello from NAME"}`.
+pub fn tool_arguments(name: &str) -> String {
+    format!(
+        r#"{{"query":{}}}"#,
+        json_string(&format!("Hello from {name}"))
+    )
+}
+
+/// The `i`-th of `n` pieces of the tool arguments (streamed as argument deltas).
+pub fn tool_argument_piece(arguments: &str, n: u32, i: u32) -> &str {
+    let n = usize::try_from(n.max(1)).unwrap_or(1);
+    let size = arguments.len().div_ceil(n).max(1);
+    let i = usize::try_from(i).unwrap_or(usize::MAX);
+    let start = i.saturating_mul(size).min(arguments.len());
+    let end = start.saturating_add(size).min(arguments.len());
+    arguments.get(start..end).unwrap_or_default()
 }
 
 /// The `i`-th content piece: "Hello", " from", " NAME", then " 4", " 5", ... So three
@@ -75,15 +136,30 @@ fn json_string(s: &str) -> String {
     Value::from(s).to_string()
 }
 
-/// A non-streamed OpenAI chat completion.
+/// A non-streamed OpenAI chat completion: text, or a tool call.
 pub fn chat_completion(out: &mut Vec<u8>, a: &Answer<'_>, tokens: u32, usage: bool) {
+    let (message, finish_reason) = match a.tool {
+        Some(tool) => (
+            format!(
+                r#"{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_mock_{}","type":"function","function":{{"name":{},"arguments":{}}}}}]}}"#,
+                a.id,
+                json_string(tool),
+                json_string(&tool_arguments(a.name))
+            ),
+            "tool_calls",
+        ),
+        None => (
+            format!(
+                r#"{{"role":"assistant","content":{}}}"#,
+                json_string(&text(a.name, tokens))
+            ),
+            "stop",
+        ),
+    };
     let _ = write!(
         out,
-        r#"{{"id":"chatcmpl-mock-{}","object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"stop"}}]"#,
-        a.id,
-        a.created,
-        a.model_json,
-        json_string(&text(a.name, tokens)),
+        r#"{{"id":"chatcmpl-mock-{}","object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{message},"finish_reason":"{finish_reason}"}}]"#,
+        a.id, a.created, a.model_json,
     );
     if usage {
         let _ = write!(
@@ -95,11 +171,19 @@ pub fn chat_completion(out: &mut Vec<u8>, a: &Answer<'_>, tokens: u32, usage: bo
     out.push(b'}');
 }
 
-/// A non-streamed Anthropic message; `stop_reason` is `end_turn`, or `refusal` with no
-/// content for `content_policy`.
+/// A non-streamed Anthropic message; `stop_reason` is `end_turn`, `tool_use` with a
+/// `tool_use` block, or `refusal` with no content for `content_policy`.
 pub fn message(out: &mut Vec<u8>, a: &Answer<'_>, tokens: u32, usage: bool, refusal: bool) {
     let (content, stop_reason, tokens) = if refusal {
         (String::new(), "refusal", 0)
+    } else if let Some(tool) = a.tool {
+        let block = format!(
+            r#"{{"type":"tool_use","id":"toolu_mock_{}","name":{},"input":{}}}"#,
+            a.id,
+            json_string(tool),
+            tool_arguments(a.name)
+        );
+        (block, "tool_use", tokens)
     } else {
         let block = format!(
             r#"{{"type":"text","text":{}}}"#,
@@ -366,6 +450,7 @@ mod tests {
             model_json: r#""gpt-4o-mini""#,
             id: 7,
             created: 1_700_000_000,
+            tool: None,
         }
     }
 
@@ -442,6 +527,74 @@ mod tests {
         out.clear();
         other(&mut out, &answer(), "/x\"y");
         assert_eq!(parse(&out)["path"], "/x\"y");
+    }
+
+    #[test]
+    fn tool_calls_answer_requests_offering_tools_to_the_user() {
+        let openai_req = json!({"tools":[{"type":"function","function":{"name":"get_weather"}},
+            {"type":"function","function":{"name":"other"}}],
+            "messages":[{"role":"user","content":"hi"}]});
+        assert_eq!(
+            tool_to_call(Route::Chat, &openai_req).as_deref(),
+            Some("get_weather")
+        );
+        let mut named = openai_req.clone();
+        named["tool_choice"] = json!({"type":"function","function":{"name":"other"}});
+        assert_eq!(tool_to_call(Route::Chat, &named).as_deref(), Some("other"));
+        let mut none = openai_req.clone();
+        none["tool_choice"] = json!("none");
+        assert_eq!(tool_to_call(Route::Chat, &none), None);
+        let mut answered = openai_req.clone();
+        answered["messages"] = json!([{"role":"user","content":"hi"},
+            {"role":"assistant","tool_calls":[]},{"role":"tool","tool_call_id":"c","content":"9"}]);
+        assert_eq!(tool_to_call(Route::Chat, &answered), None);
+        assert_eq!(
+            tool_to_call(Route::Chat, &json!({"messages":[{"role":"user"}]})),
+            None
+        );
+
+        let anthropic_req = json!({"tools":[{"name":"get_weather","input_schema":{}}],
+            "messages":[{"role":"user","content":"hi"}]});
+        assert_eq!(
+            tool_to_call(Route::Messages, &anthropic_req).as_deref(),
+            Some("get_weather")
+        );
+        let mut result = anthropic_req.clone();
+        result["messages"] = json!([{"role":"user","content":[
+            {"type":"tool_result","tool_use_id":"t","content":"9"}]}]);
+        assert_eq!(tool_to_call(Route::Messages, &result), None);
+
+        let mut a = answer();
+        a.tool = Some("get_weather");
+        let mut out = Vec::new();
+        chat_completion(&mut out, &a, 3, true);
+        let v = parse(&out);
+        let call = &v["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(call["function"]["name"], "get_weather");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"query":"Hello from openai"}));
+        out.clear();
+        message(&mut out, &a, 3, true, false);
+        let v = parse(&out);
+        assert_eq!(v["stop_reason"], "tool_use");
+        assert_eq!(
+            v["content"][0],
+            json!({"type":"tool_use","id":"toolu_mock_7","name":"get_weather",
+                   "input":{"query":"Hello from openai"}})
+        );
+    }
+
+    #[test]
+    fn tool_argument_pieces_join_back_to_the_arguments() {
+        let args = tool_arguments("openai");
+        for n in [1, 2, 3, 7, 100] {
+            let joined: String = (0..n).map(|i| tool_argument_piece(&args, n, i)).collect();
+            assert_eq!(joined, args, "{n} pieces");
+        }
+        assert_eq!(tool_argument_piece(&args, 0, 0), args);
     }
 
     #[test]

@@ -235,12 +235,17 @@ fn success(
         Some(model) => Value::from(model).to_string(),
         None => r#""mock-model""#.to_owned(),
     };
+    let tool = match (route, &parsed) {
+        (Route::Chat | Route::Messages, Some(request)) => payloads::tool_to_call(route, request),
+        _ => None,
+    };
     let answer = Answer {
         name: ctx.name,
         name_json: ctx.name_json,
         model_json: &model_json,
         id: ctx.id,
         created: ctx.created,
+        tool: tool.as_deref(),
     };
     let streaming = matches!(route, Route::Chat | Route::Messages)
         && field("stream").and_then(Value::as_bool) == Some(true);

@@ -158,6 +158,10 @@ struct Events<'a> {
     usage_chunk: bool,
     /// Anthropic: whether `message_start` and `message_delta` carry `usage`.
     usage_fields: bool,
+    /// The tool call answered instead of text: (name as JSON, arguments).
+    tool: Option<(String, String)>,
+    /// Content pieces in this answer (the arguments are split into as many).
+    tokens: u32,
 }
 
 impl<'a> Events<'a> {
@@ -177,6 +181,13 @@ impl<'a> Events<'a> {
             prefix,
             usage_chunk: !spec.anthropic && usage_chunk,
             usage_fields: spec.shape.usage != Usage::Off,
+            tool: answer.tool.map(|name| {
+                (
+                    serde_json::Value::from(name).to_string(),
+                    payloads::tool_arguments(answer.name),
+                )
+            }),
+            tokens: spec.shape.tokens,
         }
     }
 
@@ -218,18 +229,45 @@ impl<'a> Events<'a> {
             }
             start.push_str("}}");
             self.event(reply, "message_start", &start);
-            self.event(
-                reply,
-                "content_block_start",
-                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
-            );
+            let block = match &self.tool {
+                Some((name, _)) => format!(
+                    r#"{{"type":"content_block_start","index":0,"content_block":{{"type":"tool_use","id":"toolu_mock_{}","name":{name},"input":{{}}}}}}"#,
+                    self.answer.id
+                ),
+                None => r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned(),
+            };
+            self.event(reply, "content_block_start", &block);
             self.event(reply, "ping", r#"{"type":"ping"}"#);
+        } else if self.tool.is_some() {
+            self.choice(reply, r#"{"role":"assistant","content":null}"#, "null");
         } else {
             self.choice(reply, r#"{"role":"assistant","content":""}"#, "null");
         }
     }
 
     fn content(&self, reply: &mut Reply, i: u32) {
+        if let Some((name, arguments)) = &self.tool {
+            let piece = payloads::tool_argument_piece(arguments, self.tokens, i);
+            let piece = serde_json::Value::from(piece).to_string();
+            if self.anthropic {
+                let json = format!(
+                    r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"input_json_delta","partial_json":{piece}}}}}"#
+                );
+                self.event(reply, "content_block_delta", &json);
+            } else if i == 0 {
+                let delta = format!(
+                    r#"{{"tool_calls":[{{"index":0,"id":"call_mock_{}","type":"function","function":{{"name":{name},"arguments":{piece}}}}}]}}"#,
+                    self.answer.id
+                );
+                self.choice(reply, &delta, "null");
+            } else {
+                let delta = format!(
+                    r#"{{"tool_calls":[{{"index":0,"function":{{"arguments":{piece}}}}}]}}"#
+                );
+                self.choice(reply, &delta, "null");
+            }
+            return;
+        }
         let text = serde_json::Value::from(payloads::piece(self.answer.name, i)).to_string();
         if self.anthropic {
             let json = format!(
@@ -248,7 +286,11 @@ impl<'a> Events<'a> {
                 "content_block_stop",
                 r#"{"type":"content_block_stop","index":0}"#,
             );
-            let stop_reason = if refusal { "refusal" } else { "end_turn" };
+            let stop_reason = match (refusal, &self.tool) {
+                (true, _) => "refusal",
+                (false, Some(_)) => "tool_use",
+                (false, None) => "end_turn",
+            };
             let mut delta = format!(
                 r#"{{"type":"message_delta","delta":{{"stop_reason":"{stop_reason}","stop_sequence":null}}"#
             );
@@ -261,7 +303,12 @@ impl<'a> Events<'a> {
                 self.event(reply, "message_stop", r#"{"type":"message_stop"}"#);
             }
         } else {
-            self.choice(reply, "{}", r#""stop""#);
+            let finish_reason = if self.tool.is_some() {
+                r#""tool_calls""#
+            } else {
+                r#""stop""#
+            };
+            self.choice(reply, "{}", finish_reason);
             if self.usage_chunk {
                 let json = format!(
                     r#"{}[],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{tokens},"total_tokens":{}}}}}"#,
@@ -326,6 +373,7 @@ mod tests {
             model_json: r#""m""#,
             id: 1,
             created: 2,
+            tool: None,
         }
     }
 
@@ -444,7 +492,9 @@ mod tests {
             let v = json(&data);
             assert_eq!(v["type"], name.as_str(), "{data}");
             if name == "content_block_delta" {
-                text.push_str(v["delta"]["text"].as_str().unwrap());
+                if let Some(t) = v["delta"]["text"].as_str() {
+                    text.push_str(t);
+                }
             }
             names.push(name);
             values.push(v);
@@ -778,6 +828,79 @@ mod tests {
         );
         assert_eq!(text, "");
         assert_eq!(values[4]["delta"]["stop_reason"], "refusal");
+    }
+
+    /// Runs `spec` for an answer that calls `get_weather`.
+    fn run_tool(spec: &Spec<'_>) -> Received {
+        let mut a = answer();
+        a.tool = Some("get_weather");
+        let mut reply = Reply::default();
+        write(&mut reply, &a, spec);
+        let (sent, end) = reply.sent();
+        let sent = String::from_utf8(sent).unwrap();
+        let body = sent.split_once("\r\n\r\n").unwrap().1;
+        // One chunk per event: de-chunk by the sizes.
+        let mut rest = body;
+        let mut out = String::new();
+        let mut terminated = false;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size, 16).unwrap();
+            if size == 0 {
+                terminated = true;
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        Received {
+            body: out,
+            terminated,
+            end,
+            steps: reply.steps,
+        }
+    }
+
+    #[test]
+    fn tool_calls_stream_their_arguments_as_deltas() {
+        let r = run_tool(&spec(false, Fault::None));
+        assert!(r.terminated);
+        let (_, finish, done, chunks) = openai(&r.body);
+        assert_eq!((finish.as_deref(), done), (Some("tool_calls"), true));
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"],
+            json!({"role":"assistant","content":null})
+        );
+        let first = &chunks[1]["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!(first["id"], "call_mock_1");
+        assert_eq!(first["function"]["name"], "get_weather");
+        let arguments: String = chunks[1..4]
+            .iter()
+            .map(|c| {
+                c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(json(&arguments), json!({"query":"Hello from openai"}));
+
+        let r = run_tool(&spec(true, Fault::None));
+        let (names, text, values) = anthropic(&r.body);
+        assert_eq!(names, ANTHROPIC_OK);
+        assert_eq!(text, "");
+        assert_eq!(
+            values[1]["content_block"],
+            json!({"type":"tool_use","id":"toolu_mock_1","name":"get_weather","input":{}})
+        );
+        let partial: String = values[3..6]
+            .iter()
+            .map(|v| {
+                assert_eq!(v["delta"]["type"], "input_json_delta");
+                v["delta"]["partial_json"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(json(&partial), json!({"query":"Hello from openai"}));
+        assert_eq!(values[7]["delta"]["stop_reason"], "tool_use");
     }
 
     #[test]
