@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -49,6 +49,8 @@ struct Stats {
 
 struct LoggedRequest {
     seq: u64,
+    /// When the request was complete, in ms since the Unix epoch.
+    unix_ms: u64,
     mode: &'static str,
     request: Request,
     rejected: Option<String>,
@@ -104,6 +106,11 @@ impl Shared {
     /// Counts and logs a request that reached the data port, under the mode that answered.
     pub fn record(&self, mut request: Request, kind: &Kind, rejected: Option<String>) {
         request.body.truncate(MAX_LOGGED_BODY);
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok())
+            .unwrap_or_default();
         let mut guard = lock(&self.stats);
         let stats = &mut *guard;
         stats.total += 1;
@@ -126,6 +133,7 @@ impl Shared {
         }
         stats.log.push_back(LoggedRequest {
             seq: stats.seq,
+            unix_ms,
             mode: kind.name(),
             request,
             rejected,
@@ -314,6 +322,7 @@ impl LoggedRequest {
         }
         json!({
             "seq": self.seq,
+            "unix_ms": self.unix_ms,
             "method": request.method,
             "path": request.path(),
             "target": request.target,
