@@ -11,7 +11,7 @@ MOCK          := target/release/mock-provider
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 CARGO_BIN     := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 
-.PHONY: help toolchain wasm-opt envoy wasm-bindgen-runner build mock test test-native test-wasm demo-check lint run clean
+.PHONY: help toolchain wasm-opt envoy sdk wasm-bindgen-runner build mock test test-native test-wasm mock-sdk-check demo-check lint run clean
 
 help:
 	@echo "make run     build the filter, start Envoy + mock providers, replay an outage (Ctrl-C stops)"
@@ -33,6 +33,12 @@ $(ENVOY):
 	$(ENVOY) --version
 
 envoy: $(ENVOY)
+
+# The official OpenAI and Anthropic Python SDKs, as real clients (pinned; into the same venv).
+SDK_PKGS := openai==3.57.0 anthropic==2.14.0
+
+sdk: $(ENVOY)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(SDK_PKGS)
 
 wasm-bindgen-runner: Cargo.lock
 	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
@@ -77,7 +83,7 @@ mock:
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native test-wasm demo-check bench-smoke
+test: test-native mock-sdk-check test-wasm demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
 # built by `build`, the pip Envoy and the mock provider), and the mock provider's own unit
@@ -85,6 +91,10 @@ test: test-native test-wasm demo-check bench-smoke
 # may link an abort-built lib into the test binaries.
 test-native: build envoy mock
 	cargo test --workspace
+
+# Every mode of the mock provider through the official SDKs, no proxy in between (~12 s).
+mock-sdk-check: mock sdk
+	$(VENV)/bin/python examples/mock-provider/sdk_check.py
 
 # The core's unit tests again, compiled to wasm32-unknown-unknown and run under Node.
 test-wasm: toolchain wasm-bindgen-runner
