@@ -439,11 +439,12 @@ pub fn validate_messages_request(body: Option<&Value>) -> Result<(), String> {
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
-mod tests {
+pub mod tests {
     use super::*;
     use serde_json::json;
 
-    fn answer() -> Answer<'static> {
+    /// An answer from provider `openai` for model `gpt-4o-mini` (for other modules' tests).
+    pub fn sample_answer() -> Answer<'static> {
         Answer {
             name_json: r#""openai""#,
             name: "openai",
@@ -452,6 +453,10 @@ mod tests {
             created: 1_700_000_000,
             tool: None,
         }
+    }
+
+    fn answer() -> Answer<'static> {
+        sample_answer()
     }
 
     fn parse(out: &[u8]) -> Value {

@@ -145,60 +145,14 @@ pub fn respond(
             }
             reply.body(body.as_bytes(), persist);
         }
-        Kind::StreamError {
-            after_tokens,
-            preamble,
-            error_type,
-        } => {
-            let fault = Fault::Error {
-                after: *after_tokens,
-                preamble: *preamble,
-                error_type: error_type.as_deref(),
-            };
-            return success(ctx, shape, request, route, fault, reply);
-        }
-        Kind::StreamCut {
-            after_tokens,
-            close,
-        } => {
-            let fault = Fault::Cut {
-                after: *after_tokens,
-                close: *close,
-            };
-            return success(ctx, shape, request, route, fault, reply);
-        }
-        Kind::StreamNoMarker { after_tokens } => {
-            let fault = Fault::NoMarker {
-                after: *after_tokens,
-            };
-            return success(ctx, shape, request, route, fault, reply);
-        }
-        Kind::StreamNoDone => return success(ctx, shape, request, route, Fault::NoDone, reply),
-        Kind::StreamStall {
-            after_tokens,
-            stall_ms,
-        } => {
-            let fault = Fault::Stall {
-                after: *after_tokens,
-                ms: *stall_ms,
-            };
-            return success(ctx, shape, request, route, fault, reply);
-        }
-        Kind::StreamFirstTokenDelay {
-            delay_ms,
-            delay_headers,
-        } => {
-            let fault = Fault::FirstTokenDelay {
-                ms: *delay_ms,
-                headers: *delay_headers,
-            };
-            return success(ctx, shape, request, route, fault, reply);
-        }
-        Kind::StreamMalformed { after_tokens } => {
-            let fault = Fault::Malformed {
-                after: *after_tokens,
-            };
-            return success(ctx, shape, request, route, fault, reply);
+        Kind::StreamError { .. }
+        | Kind::StreamCut { .. }
+        | Kind::StreamNoMarker { .. }
+        | Kind::StreamNoDone
+        | Kind::StreamStall { .. }
+        | Kind::StreamFirstTokenDelay { .. }
+        | Kind::StreamMalformed { .. } => {
+            return success(ctx, shape, request, route, Fault::of(kind), reply)
         }
     }
     None

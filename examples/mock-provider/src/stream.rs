@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::http::Persist;
-use crate::modes::{CloseHow, Shape, Usage};
+use crate::modes::{CloseHow, Kind, Shape, Usage};
 use crate::payloads::{self, Answer, PROMPT_TOKENS};
 use crate::reply::Reply;
 
@@ -56,7 +56,65 @@ pub enum Fault<'a> {
     Refusal,
 }
 
-impl Fault<'_> {
+impl<'a> Fault<'a> {
+    /// The stream fault of a mode (`None` for modes that do not touch streams).
+    pub fn of(kind: &'a Kind) -> Fault<'a> {
+        match kind {
+            Kind::StreamError {
+                after_tokens,
+                preamble,
+                error_type,
+            } => Fault::Error {
+                after: *after_tokens,
+                preamble: *preamble,
+                error_type: error_type.as_deref(),
+            },
+            Kind::StreamCut {
+                after_tokens,
+                close,
+            } => Fault::Cut {
+                after: *after_tokens,
+                close: *close,
+            },
+            Kind::StreamNoMarker { after_tokens } => Fault::NoMarker {
+                after: *after_tokens,
+            },
+            Kind::StreamNoDone => Fault::NoDone,
+            Kind::StreamStall {
+                after_tokens,
+                stall_ms,
+            } => Fault::Stall {
+                after: *after_tokens,
+                ms: *stall_ms,
+            },
+            Kind::StreamFirstTokenDelay {
+                delay_ms,
+                delay_headers,
+            } => Fault::FirstTokenDelay {
+                ms: *delay_ms,
+                headers: *delay_headers,
+            },
+            Kind::StreamMalformed { after_tokens } => Fault::Malformed {
+                after: *after_tokens,
+            },
+            Kind::Healthy
+            | Kind::Error { .. }
+            | Kind::Status { .. }
+            | Kind::RateLimit { .. }
+            | Kind::Hang { .. }
+            | Kind::Slow { .. }
+            | Kind::Reset
+            | Kind::Refuse
+            | Kind::Quota { .. }
+            | Kind::ContextLength
+            | Kind::ContentPolicy { .. }
+            | Kind::LargeError { .. }
+            | Kind::Respond { .. }
+            | Kind::FailNext { .. }
+            | Kind::DownFor { .. } => Fault::None,
+        }
+    }
+
     fn after(&self) -> Option<u32> {
         match *self {
             Fault::Error { after, .. }
@@ -368,12 +426,8 @@ mod tests {
 
     fn answer() -> Answer<'static> {
         Answer {
-            name_json: r#""openai""#,
-            name: "openai",
-            model_json: r#""m""#,
             id: 1,
-            created: 2,
-            tool: None,
+            ..payloads::tests::sample_answer()
         }
     }
 
