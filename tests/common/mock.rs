@@ -2,8 +2,9 @@
 //! driven through its control API (modes, stats, request log), killed on drop.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -13,7 +14,29 @@ use serde_json::Value;
 use super::client::{http, Response};
 use super::process::stop_child;
 
-pub const MOCK_BIN: &str = env!("CARGO_BIN_EXE_mock-provider");
+/// The mock provider (`examples/mock-provider`, its own crate in the workspace, so tests get
+/// no `CARGO_BIN_EXE_` for it): `target/release/mock-provider`, which the demo and the bench
+/// use too. Built here on first use with `cargo build --release -p mock-provider`, a no-op
+/// after `make mock`, so a plain `cargo test` never runs a stale mock.
+pub fn mock_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "mock-provider"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the mock provider: {e}"));
+        assert!(
+            status.success(),
+            "building the mock provider failed: {status}"
+        );
+        // CARGO_TARGET_TMPDIR is <target dir>/tmp, wherever the target dir is.
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap_or(Path::new("target"));
+        target.join("release").join("mock-provider")
+    })
+}
 
 /// What stays unescaped in a query value: letters, digits and `/-_.~`.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -23,7 +46,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// A running `mock-provider` (see `examples/mock-provider/main.rs`), killed on drop.
+/// A running `mock-provider` (see `examples/mock-provider/README.md`), killed on drop.
 pub struct Mock {
     child: Child,
     name: String,
@@ -43,7 +66,7 @@ impl Mock {
     }
 
     fn spawn(name: &str, mode: Option<&str>) -> Mock {
-        let mut cmd = Command::new(MOCK_BIN);
+        let mut cmd = Command::new(mock_bin());
         cmd.arg("--name").arg(name);
         if let Some(m) = mode {
             cmd.arg("--mode").arg(m);
@@ -53,7 +76,7 @@ impl Mock {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {MOCK_BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", mock_bin().display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
