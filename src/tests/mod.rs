@@ -11,6 +11,7 @@ mod exchange;
 mod failover;
 pub(crate) mod fake;
 mod health;
+mod judge;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
 mod routing;
