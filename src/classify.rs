@@ -23,6 +23,12 @@ pub mod flags {
     pub const NO_ROUTE_FOUND: u64 = 0x100;
     pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 1 << 15;
     pub const NO_CLUSTER_FOUND: u64 = 1 << 24;
+    pub const STREAM_IDLE_TIMEOUT: u64 = 0x1_0000;
+    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 0x80_0000;
+    /// The upstream went away mid-answer: remote reset, connection termination, protocol
+    /// error (a cut chunked body).
+    pub const UPSTREAM_RESET_ANY: u64 =
+        UPSTREAM_REMOTE_RESET | UPSTREAM_CONNECTION_TERMINATION | UPSTREAM_PROTOCOL_ERROR;
 }
 
 /// What Envoy reported about one attempt, as far as classification needs it.

@@ -83,6 +83,9 @@ pub fn drive(shared: &Shared, context_id: u32, cell: &Cell, event: Event<'_>) ->
                 Effect::ClearRequestBody { len } => {
                     let _ = hc::set_buffer(BufferType::HttpRequestBody, 0, len, &[]);
                 }
+                Effect::ReplaceResponseBody { len, body } => {
+                    let _ = hc::set_buffer(BufferType::HttpResponseBody, 0, len, &body);
+                }
                 Effect::ClearResponseBody { len } => {
                     let _ = hc::set_buffer(BufferType::HttpResponseBody, 0, len, &[]);
                 }
@@ -183,6 +186,6 @@ impl HttpContext for Filter {
     }
 
     fn on_log(&mut self) {
-        self.drive(Event::Done);
+        self.drive(Event::Done { info: &Properties });
     }
 }

@@ -27,8 +27,8 @@ impl Stats for EnvoyStats {
         hostcalls::define_metric(kind, name).ok()
     }
 
-    fn increment(&self, id: u32) {
-        let _ = hostcalls::increment_metric(id, 1);
+    fn add(&self, id: u32, n: u64) {
+        let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     fn record(&self, id: u32, value: u64) {
@@ -90,8 +90,8 @@ impl Headers for Map {
 pub struct Buffer(pub BufferType);
 
 impl Body for Buffer {
-    fn read(&self, len: usize) -> Vec<u8> {
-        hostcalls::get_buffer(self.0, 0, len)
+    fn read_range(&self, start: usize, len: usize) -> Vec<u8> {
+        hostcalls::get_buffer(self.0, start, len)
             .ok()
             .flatten()
             .unwrap_or_default()

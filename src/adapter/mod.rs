@@ -50,7 +50,11 @@ impl Shared {
         let Ok(mut watched) = self.watched.try_borrow_mut() else {
             return;
         };
-        let wakes = cell.try_borrow().ok().and_then(|e| e.wake_at()).is_some();
+        let wakes = cell
+            .try_borrow()
+            .ok()
+            .and_then(|e| e.wake_at(&self.rt.config))
+            .is_some();
         watched.retain(|w| w.context_id != context_id || w.root_call.is_some());
         if wakes || root_call.is_some() {
             watched.push(Watched {
@@ -142,7 +146,11 @@ impl RootContext for Plugin {
         let due: Vec<(u32, Cell)> = match shared.watched.try_borrow_mut() {
             Ok(mut watched) => {
                 watched.retain(|w| w.exchange.strong_count() > 0);
-                let wake = |c: &Cell| c.try_borrow().ok().and_then(|e| e.wake_at());
+                let wake = |c: &Cell| {
+                    c.try_borrow()
+                        .ok()
+                        .and_then(|e| e.wake_at(&shared.rt.config))
+                };
                 watched
                     .iter()
                     .filter_map(|w| Some((w.context_id, w.exchange.upgrade()?)))

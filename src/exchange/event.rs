@@ -18,7 +18,11 @@ pub trait Headers {
 /// The bytes of the body buffer a callback announced.
 pub trait Body {
     /// Bytes `[0, len)` of the buffer (what the callback announced).
-    fn read(&self, len: usize) -> Vec<u8>;
+    fn read(&self, len: usize) -> Vec<u8> {
+        self.read_range(0, len)
+    }
+    /// Bytes `[start, start + len)` of the buffer.
+    fn read_range(&self, start: usize, len: usize) -> Vec<u8>;
 }
 
 /// What Envoy knows about the upstream stream, read only when a response is not a plain
@@ -71,7 +75,7 @@ pub enum Event<'a> {
     /// The timer fired at or after the time the exchange asked to wake at.
     Tick { stream: &'a dyn StreamInfo },
     /// The stream is over (Envoy's log phase): complete, reset or cancelled.
-    Done,
+    Done { info: &'a dyn StreamInfo },
 }
 
 /// A local reply, sent instead of the upstream's response.
@@ -101,6 +105,11 @@ pub enum Effect {
     /// Drop the `len` bytes of request body Envoy holds (a refused request's upload).
     ClearRequestBody {
         len: usize,
+    },
+    /// Replace the `len` bytes of response body of this callback with `body`.
+    ReplaceResponseBody {
+        len: usize,
+        body: Vec<u8>,
     },
     /// Answer the client locally.
     Reply(Reply),

@@ -24,6 +24,8 @@ mod held;
 pub mod local;
 mod request;
 mod response;
+mod stream;
+pub mod usage;
 
 pub use body::{model_of, with_model, NotRewritable};
 pub use event::{Answer, Body, Effect, Event, Flow, Headers, Reply, Step, StreamInfo};
@@ -71,6 +73,13 @@ enum Phase {
     Sent(Attempt),
     /// The response is judged and flows to the client.
     Delivering,
+    /// A JSON answer passing through; its end is kept to read its token usage.
+    Metering {
+        upstream: UpstreamId,
+        tail: usage::Tail,
+    },
+    /// A streamed answer, judged event by event (held until its first token, maybe).
+    Streaming(Box<stream::Stream>),
     /// The served attempt failed; its response is held while a fallback is called.
     FailingOver(Failover),
     /// Every fallback failed; the failed response goes to the client once its body is in.
@@ -92,7 +101,7 @@ struct Held {
 }
 
 /// One try of the request on one upstream, routed through Envoy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Attempt {
     primary: UpstreamId,
     upstream: UpstreamId,
@@ -129,6 +138,9 @@ struct HeldResponse {
     complete: bool,
     /// `x-ai-cb-failover` for the reply: `openai->anthropic (failed)`.
     chain: String,
+    /// The failed answer was a stream for a client of this API (its reply ends with an
+    /// error event).
+    stream: Option<crate::sse::Shape>,
 }
 
 /// A callout in flight.
@@ -221,11 +233,19 @@ impl Exchange {
                 len,
                 end_of_stream,
                 body,
-            } => self.on_response_body(rt, len, end_of_stream, body),
+            } => match self.phase {
+                Phase::Streaming(_) => self.on_stream_body(rt, len, end_of_stream, body),
+                Phase::Metering { .. } => self.on_metered_body(rt, len, end_of_stream, body),
+                _ => self.on_response_body(rt, len, end_of_stream, body),
+            },
             Event::CalloutAnswered(answer) => self.on_callout(rt, answer),
             Event::CalloutNotSent => self.on_callout_not_sent(rt),
-            Event::Tick { stream } => self.on_tick(rt, stream),
-            Event::Done => {
+            Event::Tick { stream } => match self.phase {
+                Phase::Streaming(_) => self.on_stream_tick(rt),
+                _ => self.on_tick(rt, stream),
+            },
+            Event::Done { info } => {
+                self.on_stream_done(rt, info);
                 self.on_done(rt);
                 Step::go()
             }
@@ -233,9 +253,10 @@ impl Exchange {
     }
 
     /// When the exchange wants an [`Event::Tick`], if ever.
-    pub fn wake_at(&self) -> Option<u64> {
+    pub fn wake_at(&self, config: &crate::config::Config) -> Option<u64> {
         match &self.phase {
             Phase::HeldForBody(h) if h.wake_ms != u64::MAX => Some(h.wake_ms),
+            Phase::Streaming(s) => s.wake_at(&config.upstream(s.attempt().upstream).policy),
             _ => None,
         }
     }
@@ -256,6 +277,8 @@ impl Exchange {
             Phase::RewritingBody { .. } => "rewriting_body",
             Phase::Sent(_) => "sent",
             Phase::Delivering => "delivering",
+            Phase::Metering { .. } => "metering",
+            Phase::Streaming(_) => "streaming",
             Phase::FailingOver(_) => "failing_over",
             Phase::GivingUp(_) => "giving_up",
             Phase::Finished => "finished",

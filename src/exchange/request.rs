@@ -192,7 +192,16 @@ impl Exchange {
         } else {
             self.pending_model(cfg, &attempt)
         };
-        if (route_on_model || rewrite.is_some()) && !denied {
+        // Until this worker knows whether Envoy lets it hold headers, a request kept for
+        // failover is held once to find out: a held streamed answer (see `stream`) needs it.
+        let learn = !no_body
+            && self.client.copy.is_some()
+            && rt.stop_iteration.get() == StopIteration::Unknown
+            && self
+                .client
+                .announced
+                .is_none_or(|n| n <= cfg.body_buffer_limit);
+        if (route_on_model || rewrite.is_some() || learn) && !denied {
             // Hold the headers: the body decides the route, or gets a new length.
             self.hold(Some(attempt), route_on_model, now_ms);
             step.flow = super::Flow::Pause;

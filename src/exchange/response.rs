@@ -15,6 +15,7 @@ use log::warn;
 use super::body::with_model;
 use super::event::{Answer, Body, Effect, Headers, Reply, Step, StreamInfo};
 use super::failover::{callout_failure, callout_headers, chain_label, reply_headers, triggers};
+use super::stream::is_stream;
 use super::{Attempt, Call, Exchange, Failover, Held, HeldResponse, Phase, KEPT_BODY_BYTES};
 use crate::breaker::{Admission, Ticket};
 use crate::classify::{
@@ -26,6 +27,7 @@ use crate::host::{Host, HttpCall};
 use crate::metrics::FailoverResult;
 use crate::outcome::Outcome;
 use crate::runtime::Runtime;
+use crate::sse::error_event;
 
 /// The HTTP status of a header map.
 fn status_of(headers: &dyn Headers) -> Option<u16> {
@@ -109,8 +111,14 @@ impl HeldResponse {
         self.complete |= end_of_stream;
     }
 
-    /// The reply that gives the client the failed response after all, marked.
-    fn into_reply(self, response_header: &str, served_by: &str) -> Reply {
+    /// The reply that gives the client the failed response after all, marked. A stream
+    /// ends with an error event in the client's shape, so its SDK raises.
+    fn into_reply(mut self, response_header: &str, served_by: &str) -> Reply {
+        if let Some(client) = self.stream {
+            let message = "every upstream failed; this stream is incomplete";
+            self.body
+                .extend_from_slice(&error_event(client, "upstream_failed", message));
+        }
         Reply {
             status: self.status,
             headers: reply_headers(&self.headers, response_header, served_by, &self.chain),
@@ -145,6 +153,27 @@ impl Exchange {
 
     /// While a failed response is held, its body is kept (up to a bound) and drained from
     /// Envoy's buffer; once every fallback has failed and the body is in, it is replied.
+    /// A chunk of a JSON answer: kept at its end, for the usage.
+    pub(super) fn on_metered_body<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        len: usize,
+        end_of_stream: bool,
+        body: &dyn Body,
+    ) -> Step {
+        if let Phase::Metering { upstream, tail } = &mut self.phase {
+            let from = len.saturating_sub(super::usage::TAIL_BYTES);
+            tail.push(&body.read_range(from, len - from));
+            if end_of_stream {
+                if let Some((input, output)) = tail.usage() {
+                    rt.host.metrics().tokens(*upstream, input, output);
+                }
+                self.phase = Phase::Delivering;
+            }
+        }
+        Step::go()
+    }
+
     pub(super) fn on_response_body<H: Host>(
         &mut self,
         rt: &Runtime<H>,
@@ -203,12 +232,33 @@ impl Exchange {
             headers,
             info,
         );
-        rt.record(a.upstream, a.ticket, now, &outcome);
         self.served = Some(a.upstream);
         let mut step = Step::go().with(Effect::SetResponseHeader(
             cfg.response_header.clone(),
             cfg.upstream(a.upstream).name.clone(),
         ));
+        let content_type = match status {
+            Some(200..=299) => headers.get("content-type"),
+            _ => None,
+        };
+        if is_stream(content_type.as_deref()) {
+            // Judged by its events and recorded when they tell; held until its first token
+            // when it may still fail over.
+            let may_fail_over = end_of_stream == Some(false);
+            let code = status.unwrap_or(200);
+            let started = self.start_stream(rt, a, code, outcome, headers, may_fail_over);
+            step.flow = started.flow;
+            return step;
+        }
+        rt.record(a.upstream, a.ticket, now, &outcome);
+        if content_type.is_some_and(|c| c.contains("json")) && end_of_stream != Some(true) {
+            // A JSON answer: its usage is read from its end as it passes.
+            self.phase = Phase::Metering {
+                upstream: a.upstream,
+                tail: Default::default(),
+            };
+            return step;
+        }
         let Some(end_of_stream) = end_of_stream else {
             return step;
         };
@@ -216,28 +266,46 @@ impl Exchange {
             return step;
         }
         let now = if now == 0 { rt.host.now_ms() } else { now };
+        let held = HeldResponse {
+            status: status.unwrap_or(502),
+            headers: Vec::new(),
+            body: Vec::new(),
+            complete: end_of_stream,
+            chain: String::new(),
+            stream: None,
+        };
+        if let Some(started) = self.start_failover(rt, &a, held, Some(headers), now) {
+            step.effects.extend(started.effects);
+            step.flow = super::Flow::Pause;
+        }
+        step
+    }
+
+    /// Holds `a`'s failed answer (`held`) and calls the first fallback that admits the
+    /// request; `None`, and nothing changed, when none can be called. `headers` are the
+    /// failed answer's, read only when a fallback is called.
+    pub(super) fn start_failover<H: Host>(
+        &mut self,
+        rt: &Runtime<H>,
+        a: &Attempt,
+        held: HeldResponse,
+        headers: Option<&dyn Headers>,
+        now_ms: u64,
+    ) -> Option<Step> {
         let mut f = Failover {
-            held: HeldResponse {
-                status: status.unwrap_or(502),
-                headers: Vec::new(),
-                body: Vec::new(),
-                complete: end_of_stream,
-                chain: String::new(),
-            },
+            held,
             primary: a.primary,
             tried: vec![a.upstream],
             called: vec![a.upstream],
             attempts: 0,
             call: None,
         };
-        if let Some(call) = self.next_call(rt, &mut f, a.upstream, now) {
-            // Hold the failed response until a fallback answers for it.
-            f.held.headers = headers.all();
-            self.phase = Phase::FailingOver(f);
-            step.effects.push(Effect::Call(call));
-            step.flow = super::Flow::Pause;
+        let call = self.next_call(rt, &mut f, a.upstream, now_ms)?;
+        if let Some(h) = headers {
+            f.held.headers = h.all();
         }
-        step
+        self.phase = Phase::FailingOver(f);
+        Some(Step::pause().with(Effect::Call(call)))
     }
 
     /// Picks the next admitting fallback after `failed` and builds its callout. `None` when

@@ -28,6 +28,10 @@ pub const METRIC_NAMES: &[&str] = &[
     "circuit_breaker_failovers",
     "circuit_breaker_alerts",
     "circuit_breaker_body_over_limit",
+    "circuit_breaker_time_to_first_token_ms",
+    "circuit_breaker_input_tokens",
+    "circuit_breaker_output_tokens",
+    "circuit_breaker_stream_malformed_events",
 ];
 
 /// Every label the filter's metrics carry.
@@ -93,6 +97,12 @@ pub trait MetricsSink {
     /// A request body over `body_buffer_limit` was not held: routed on headers alone, or
     /// a fallback that needed its model rewritten was skipped.
     fn body_over_limit(&self);
+    /// A stream's first content event came `ms` after the request went out.
+    fn first_token(&self, upstream: UpstreamId, ms: u64);
+    /// Tokens the provider reported for one answer.
+    fn tokens(&self, upstream: UpstreamId, input: u64, output: u64);
+    /// An SSE event whose data is not JSON (not a failure by itself).
+    fn malformed_event(&self, upstream: UpstreamId);
     fn probe(&self, upstream: UpstreamId, success: bool);
     fn open_duration(&self, upstream: UpstreamId, ms: u64);
     fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
@@ -111,6 +121,9 @@ impl MetricsSink for NoMetrics {
     fn transition(&self, _: UpstreamId, _: StateKind, _: StateKind) {}
     fn all_open(&self) {}
     fn body_over_limit(&self) {}
+    fn first_token(&self, _: UpstreamId, _: u64) {}
+    fn tokens(&self, _: UpstreamId, _: u64, _: u64) {}
+    fn malformed_event(&self, _: UpstreamId) {}
     fn probe(&self, _: UpstreamId, _: bool) {}
     fn open_duration(&self, _: UpstreamId, _: u64) {}
     fn failover(&self, _: UpstreamId, _: UpstreamId, _: FailoverResult) {}

@@ -24,7 +24,11 @@ pub enum MetricKind {
 pub trait Stats {
     /// Defines a metric; `None` when the proxy refuses (recording it is then a no-op).
     fn define(&self, kind: MetricKind, name: &str) -> Option<u32>;
-    fn increment(&self, id: u32);
+    fn increment(&self, id: u32) {
+        self.add(id, 1);
+    }
+    /// Adds `n` to a counter.
+    fn add(&self, id: u32, n: u64);
     /// Sets a gauge, or adds a histogram sample.
     fn record(&self, id: u32, value: u64);
 }
@@ -46,6 +50,10 @@ struct PerUpstream {
     transitions: [Id; 4],
     probes: [Id; 2],
     open_duration: Id,
+    first_token: Id,
+    input_tokens: Id,
+    output_tokens: Id,
+    malformed: Id,
     /// `(to, fallbacks counter)` per fallback.
     edges: Vec<(UpstreamId, Id)>,
 }
@@ -98,6 +106,13 @@ impl<S: Stats> StatSink<S> {
                         MetricKind::Histogram,
                         &stat_name("circuit_breaker_open_duration_ms", &up),
                     ),
+                    first_token: stats.define(
+                        MetricKind::Histogram,
+                        &stat_name("circuit_breaker_time_to_first_token_ms", &up),
+                    ),
+                    input_tokens: counter("circuit_breaker_input_tokens", &up),
+                    output_tokens: counter("circuit_breaker_output_tokens", &up),
+                    malformed: counter("circuit_breaker_stream_malformed_events", &up),
                     edges: u
                         .fallbacks
                         .iter()
@@ -202,6 +217,24 @@ impl<S: Stats> MetricsSink for StatSink<S> {
 
     fn all_open(&self) {
         self.inc(Some(&self.all_open));
+    }
+
+    fn first_token(&self, upstream: UpstreamId, ms: u64) {
+        self.set(self.up(upstream).map(|u| &u.first_token), ms);
+    }
+
+    fn tokens(&self, upstream: UpstreamId, input: u64, output: u64) {
+        if let Some(u) = self.up(upstream) {
+            for (id, n) in [(u.input_tokens, input), (u.output_tokens, output)] {
+                if let (Some(id), true) = (id, n > 0) {
+                    self.stats.add(id, n);
+                }
+            }
+        }
+    }
+
+    fn malformed_event(&self, upstream: UpstreamId) {
+        self.inc(self.up(upstream).map(|u| &u.malformed));
     }
 
     fn body_over_limit(&self) {

@@ -94,3 +94,24 @@ fn bodies_that_are_not_json_objects_are_refused() {
         );
     }
 }
+
+#[test]
+fn usage_is_read_from_the_end_of_openai_and_anthropic_answers() {
+    use crate::exchange::usage::{usage_in_tail, Tail};
+    let openai = br#"{"id":"x","choices":[{"message":{"content":"usage is a word"}}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+    assert_eq!(usage_in_tail(openai), Some((12, 3)));
+    let anthropic = br#"{"content":[{"type":"text","text":"hi"}],"usage":{ "input_tokens": 7, "output_tokens": 9 }}"#;
+    assert_eq!(usage_in_tail(anthropic), Some((7, 9)));
+    assert_eq!(usage_in_tail(br#"{"choices":[]}"#), None);
+    let mut t = Tail::default();
+    let long = vec![b' '; 10_000];
+    t.push(br#"{"text":""#);
+    t.push(&long);
+    t.push(br#"","usage":{"prompt_tokens":1,"#);
+    t.push(br#""completion_tokens":2}}"#);
+    assert_eq!(
+        t.usage(),
+        Some((1, 2)),
+        "across chunks, with bounded memory"
+    );
+}

@@ -3,219 +3,12 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use std::cell::Cell;
-use std::rc::Rc;
-
-use super::fake::{worker, Bytes, Info, Map, Worker};
-use crate::breaker::{StateKind, Ticket};
+use super::case::*;
+use super::fake::{Bytes, Info, Map};
+use crate::breaker::StateKind;
 use crate::classify::flags;
-use crate::exchange::{
-    Answer, Effect, Event, Exchange, Flow, Reply, Step, BODY_WAIT_MS, KEPT_BODY_BYTES,
-};
-use crate::host::HttpCall;
-use crate::outcome::{FailureReason, Outcome};
+use crate::exchange::{Answer, Effect, Event, Exchange, Flow, Step, BODY_WAIT_MS, KEPT_BODY_BYTES};
 use crate::runtime::StopIteration;
-
-const CONFIG: &str = r#"{
-    "health_path": "/health",
-    "defaults": {"failure_threshold": 2, "recovery_timeout": 10, "recovery_jitter": 0,
-                 "success_threshold": 1},
-    "upstreams": [
-        {"name": "openai", "fallbacks": ["anthropic", "azure"]},
-        {"name": "anthropic", "rewrite": {"model": "claude", "headers": {"x-provider": "anthropic"}}},
-        {"name": "azure", "cluster": "azure-openai",
-         "rewrite": {"path": "/openai/deployments/x/chat/completions", "host": "azure.example"}}
-    ],
-    "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}],
-    "failover": {"max_attempts": 2}
-}"#;
-
-const MODEL_ROUTES: &str = r#"{
-    "defaults": {"failure_threshold": 2},
-    "upstreams": [{"name": "openai", "fallbacks": ["anthropic"]},
-                  {"name": "anthropic", "rewrite": {"model": "claude", "headers": {"x-provider": "a"}}},
-                  {"name": "mini"}],
-    "routes": [{"match": {"model": "gpt-4o-mini"}, "upstream": "mini"},
-               {"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]
-}"#;
-
-const T0: u64 = 1_700_000_000_000;
-const CHAT: &[u8] = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
-
-struct Case {
-    w: Worker,
-    clock: Rc<Cell<u64>>,
-    ex: Exchange,
-}
-
-impl Case {
-    fn new(json: &str) -> Case {
-        let (w, clock) = worker(json, T0);
-        Case {
-            w,
-            clock,
-            ex: Exchange::new(),
-        }
-    }
-
-    fn send(&mut self, event: Event<'_>) -> Step {
-        self.ex.handle(&self.w.rt, event)
-    }
-
-    fn request(&mut self, extra: &[(&str, &str)], end_of_stream: bool) -> Step {
-        let mut h = Map::of(&[
-            (":method", "POST"),
-            (":path", "/v1/chat/completions"),
-            (":authority", "api.example"),
-            ("content-type", "application/json"),
-        ]);
-        for (k, v) in extra {
-            h.0.retain(|(n, _)| n != k);
-            h.0.push((k.to_string(), v.to_string()));
-        }
-        self.send(Event::RequestHeaders {
-            headers: &h,
-            end_of_stream,
-        })
-    }
-
-    fn body(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
-        self.send(Event::RequestBody {
-            len: bytes.len(),
-            end_of_stream,
-            body: &Bytes(bytes.to_vec()),
-        })
-    }
-
-    fn post(&mut self, bytes: &[u8]) -> (Step, Step) {
-        let len = bytes.len().to_string();
-        let h = self.request(&[("content-length", &len)], false);
-        let b = self.body(bytes, true);
-        (h, b)
-    }
-
-    fn response(&mut self, status: u16, extra: &[(&str, &str)]) -> Step {
-        self.response_info(status, extra, Info::default())
-    }
-
-    fn response_info(&mut self, status: u16, extra: &[(&str, &str)], info: Info) -> Step {
-        let s = status.to_string();
-        let mut h = Map::of(&[(":status", &s), ("x-mock", "primary")]);
-        h.0.extend(Map::of(extra).0);
-        self.send(Event::ResponseHeaders {
-            headers: &h,
-            info: &info,
-            end_of_stream: false,
-        })
-    }
-
-    /// A tick, with Envoy holding `received` body bytes of the request.
-    fn tick(&mut self, received: Option<u64>) -> Step {
-        self.send(Event::Tick {
-            stream: &Info {
-                received,
-                ..Info::default()
-            },
-        })
-    }
-
-    fn response_body(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
-        self.send(Event::ResponseBody {
-            len: bytes.len(),
-            end_of_stream,
-            body: &Bytes(bytes.to_vec()),
-        })
-    }
-
-    fn answer(&mut self, status: u16, body: &[u8]) -> Step {
-        let s = status.to_string();
-        let h = Map::of(&[
-            (":status", &s),
-            ("content-type", "application/json"),
-            ("content-length", "999"),
-        ]);
-        let b = Bytes(body.to_vec());
-        self.send(Event::CalloutAnswered(Some(Answer {
-            headers: &h,
-            body: &b,
-            body_len: body.len(),
-        })))
-    }
-
-    fn id(&self, name: &str) -> crate::config::UpstreamId {
-        self.w.rt.config.upstream_id(name).expect("configured")
-    }
-
-    /// Opens `name`'s breaker with recorded failures.
-    fn trip(&self, name: &str) {
-        let u = self.id(name);
-        for _ in 0..2 {
-            self.w.rt.record(
-                u,
-                Ticket::Counted,
-                T0,
-                &Outcome::failure(FailureReason::Status5xx),
-            );
-        }
-        assert_eq!(self.state(name), StateKind::Open);
-    }
-
-    fn state(&self, name: &str) -> StateKind {
-        self.w.rt.snapshot(self.id(name), self.clock.get()).state
-    }
-
-    fn count(&self, key: &str) -> u64 {
-        self.w.metrics().count(key)
-    }
-}
-
-fn set_header<'a>(step: &'a Step, name: &str) -> Option<&'a str> {
-    step.effects.iter().rev().find_map(|e| match e {
-        Effect::SetRequestHeader(n, v) if n == name => Some(v.as_str()),
-        _ => None,
-    })
-}
-
-fn removes(step: &Step, name: &str) -> bool {
-    step.effects
-        .iter()
-        .any(|e| matches!(e, Effect::RemoveRequestHeader(n) if n == name))
-}
-
-fn response_header<'a>(step: &'a Step, name: &str) -> Option<&'a str> {
-    step.effects.iter().find_map(|e| match e {
-        Effect::SetResponseHeader(n, v) if n == name => Some(v.as_str()),
-        _ => None,
-    })
-}
-
-fn reply(step: &Step) -> Option<&Reply> {
-    step.effects.iter().find_map(|e| match e {
-        Effect::Reply(r) => Some(r),
-        _ => None,
-    })
-}
-
-fn call(step: &Step) -> Option<&HttpCall> {
-    step.effects.iter().find_map(|e| match e {
-        Effect::Call(c) => Some(c),
-        _ => None,
-    })
-}
-
-fn new_body(step: &Step) -> Option<String> {
-    step.effects.iter().find_map(|e| match e {
-        Effect::ReplaceRequestBody { body, .. } => String::from_utf8(body.clone()).ok(),
-        _ => None,
-    })
-}
-
-fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
 
 // ---------------------------------------------------------------------------------------
 // Request side
@@ -237,6 +30,7 @@ fn a_request_no_route_claims_passes_through_without_the_route_header() {
 #[test]
 fn a_routed_request_goes_to_its_primary_and_its_success_is_counted() {
     let mut c = Case::new(CONFIG);
+    c.w.rt.stop_iteration.set(StopIteration::Granted);
     let (h, b) = c.post(CHAT);
     assert_eq!(h.flow, Flow::Continue);
     assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("openai"));
@@ -247,6 +41,27 @@ fn a_routed_request_goes_to_its_primary_and_its_success_is_counted() {
     assert_eq!(response_header(&r, "x-ai-cb-served-by"), Some("openai"));
     assert_eq!(c.ex.phase_name(), "delivering");
     assert_eq!(c.count("requests{openai,success}"), 1);
+}
+
+#[test]
+fn a_worker_that_does_not_know_holds_one_kept_request_to_learn_stop_iteration() {
+    let mut c = Case::new(CONFIG);
+    let h = c.request(&[("content-length", "70")], false);
+    assert_eq!(h.flow, Flow::Pause, "held once to find out");
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("openai"));
+    let b = c.body(CHAT, true);
+    assert_eq!(b.flow, Flow::Continue);
+    assert_eq!(new_body(&b), None, "the body goes as it came");
+    assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Granted);
+    let mut next = Case {
+        ex: Exchange::new(),
+        ..c
+    };
+    assert_eq!(
+        next.request(&[], false).flow,
+        Flow::Continue,
+        "known now: not held"
+    );
 }
 
 #[test]
@@ -377,14 +192,14 @@ fn a_reroute_on_the_body_undoes_the_provisional_fallbacks_rewrite() {
 fn a_held_request_resumes_on_its_header_route_when_envoy_holds_a_body_it_did_not_show() {
     let mut c = Case::new(MODEL_ROUTES);
     c.request(&[], false);
-    assert_eq!(c.ex.wake_at(), Some(T0 + BODY_WAIT_MS));
+    assert_eq!(c.ex.wake_at(&c.w.rt.config), Some(T0 + BODY_WAIT_MS));
     assert_eq!(c.tick(Some(40)), Step::go(), "not due yet");
     c.clock.set(T0 + BODY_WAIT_MS);
     let t = c.tick(Some(40));
     assert_eq!(t.effects, vec![Effect::ResumeRequest]);
     assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Denied);
     assert_eq!(c.ex.phase_name(), "sent");
-    assert_eq!(c.ex.wake_at(), None);
+    assert_eq!(c.ex.wake_at(&c.w.rt.config), None);
 }
 
 #[test]
@@ -440,7 +255,9 @@ fn a_cancelled_probe_frees_its_slot() {
     assert_eq!(c.state("openai"), StateKind::HalfOpen);
     let snapshot = |c: &Case| c.w.rt.snapshot(c.id("openai"), T0 + 10_000);
     assert_eq!(snapshot(&c).probes_in_flight, 1);
-    c.send(Event::Done);
+    c.send(Event::Done {
+        info: &Info::default(),
+    });
     assert_eq!(snapshot(&c).probes_in_flight, 0);
     assert_eq!(
         c.count("requests{openai,failure}"),
@@ -697,6 +514,7 @@ fn a_request_over_max_body_bytes_is_not_kept_for_failover() {
         r#""max_attempts": 2, "max_body_bytes": 16"#,
     );
     let mut c = Case::new(&json);
+    c.w.rt.stop_iteration.set(StopIteration::Granted);
     let h = c.request(&[], false);
     assert_eq!(h.flow, Flow::Continue);
     c.body(&CHAT[..12], false);
@@ -765,7 +583,9 @@ fn a_client_that_leaves_during_failover_frees_the_fallbacks_probe_slot() {
         "the fallback's probe is in flight"
     );
     assert!(c.ex.awaits_callout());
-    c.send(Event::Done);
+    c.send(Event::Done {
+        info: &Info::default(),
+    });
     assert_eq!(snap(&c).probes_in_flight, 0);
 }
 

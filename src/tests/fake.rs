@@ -180,6 +180,20 @@ impl MetricsSink for Recorder {
     fn body_over_limit(&self) {
         self.bump("body_over_limit".to_string());
     }
+    fn first_token(&self, u: UpstreamId, _ms: u64) {
+        self.bump(format!("first_token{{{}}}", self.n(u)));
+    }
+    fn tokens(&self, u: UpstreamId, input: u64, output: u64) {
+        for _ in 0..input {
+            self.bump(format!("input_tokens{{{}}}", self.n(u)));
+        }
+        for _ in 0..output {
+            self.bump(format!("output_tokens{{{}}}", self.n(u)));
+        }
+    }
+    fn malformed_event(&self, u: UpstreamId) {
+        self.bump(format!("malformed{{{}}}", self.n(u)));
+    }
     fn probe(&self, u: UpstreamId, success: bool) {
         self.bump(format!(
             "probes{{{},{}}}",
@@ -265,8 +279,8 @@ impl Headers for Map {
 pub struct Bytes(pub Vec<u8>);
 
 impl Body for Bytes {
-    fn read(&self, len: usize) -> Vec<u8> {
-        self.0.iter().take(len).copied().collect()
+    fn read_range(&self, start: usize, len: usize) -> Vec<u8> {
+        self.0.iter().skip(start).take(len).copied().collect()
     }
 }
 

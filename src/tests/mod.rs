@@ -5,6 +5,7 @@
 mod alert;
 mod body;
 mod breaker;
+pub(crate) mod case;
 mod classify;
 mod config;
 mod exchange;
@@ -18,6 +19,7 @@ mod routing;
 mod runtime;
 mod sse;
 mod store;
+mod stream;
 mod window;
 
 use crate::config::Policy;
