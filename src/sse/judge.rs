@@ -76,7 +76,8 @@ impl StreamError {
     pub const MESSAGE_CAP: usize = 512;
 }
 
-/// What one fed chunk brought.
+/// What one fed chunk brought. One chunk can bring several things (the first content and an
+/// error event, say); none of its bytes has reached the client yet when the caller reads this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Step {
     /// The first content event ended in this chunk, this many bytes into it: the commit point.
@@ -101,11 +102,12 @@ pub enum End {
 /// The judgment of a whole stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A terminal marker arrived and no error event.
+    /// A terminal marker arrived, and no error event. What follows the marker does not matter
+    /// (a reset after `finish_reason`, before `[DONE]` or the usage chunk, loses no answer).
     Complete,
-    /// It ended before any terminal marker, and without an error event.
+    /// It ended before any terminal marker, without an error event.
     Truncated(Truncation),
-    /// An error event arrived (the first one), whatever came after it.
+    /// An error event arrived (the first one is kept), terminal marker or not.
     Errored(StreamError),
 }
 
