@@ -103,7 +103,7 @@ test: test-native mock-sdk-check test-wasm demo-check bench-smoke
 # promtool and a real Prometheus), and the mock provider's own tests. The test profile, not
 # --release: with the release profile's panic = "abort", cargo may link an abort-built lib
 # into the test binaries.
-test-native: build envoy prometheus mock
+test-native: build envoy prometheus mock sdk
 	cargo test --workspace
 
 # Every mode of the mock provider through the official SDKs, no proxy in between (~12 s).

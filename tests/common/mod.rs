@@ -38,6 +38,7 @@ pub mod envoy;
 pub mod metrics;
 pub mod mock;
 pub mod process;
+pub mod sdk;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
