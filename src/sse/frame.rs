@@ -3,9 +3,12 @@
 //! A [`Framer`] is fed the bytes of a response as they arrive, chunk by chunk, cut anywhere,
 //! and reports each complete event (its `event:` name and its `data:` lines joined by `\n`).
 //! It never holds more than one event: the partial line and the event being assembled, at
-//! most `cap` bytes together. An event that would grow past `cap` is dropped (reported once
-//! as [`Frame::Oversized`]) and the framer skips to the next blank line, so memory stays
-//! bounded whatever the upstream sends. Lines end with LF, CRLF or CR; a CRLF split across
+//! most `cap` bytes together. An event that would grow past `cap` is dropped: the framer
+//! skips to the next blank line and reports it there once, as [`Frame::Oversized`] with its
+//! name when an `event:` line came before the overflow, so memory stays bounded whatever the
+//! upstream sends and a reader can still act on the name (a long answer's
+//! `response.completed` carries the whole text). Every frame carries its `end`: the offset in
+//! the stream just past the line break that completed it, the same whatever the chunking. Lines end with LF, CRLF or CR; a CRLF split across
 //! two chunks counts once. Comments (`:` lines), `id:` and `retry:` are ignored.
 
 /// One thing the framer found.
@@ -13,8 +16,13 @@
 pub enum Frame<'a> {
     /// A complete event.
     Event(Event<'a>),
-    /// An event grew past the cap and was dropped.
-    Oversized,
+    /// An event grew past the cap: its data was dropped.
+    Oversized {
+        /// Its `event:` field, when one came before the overflow.
+        name: Option<&'a str>,
+        /// Offset in the stream just past the line break that ended it.
+        end: u64,
+    },
 }
 
 /// A complete event.
@@ -24,6 +32,9 @@ pub struct Event<'a> {
     pub name: Option<&'a str>,
     /// The `data:` lines, joined by `\n`.
     pub data: &'a [u8],
+    /// Offset in the stream just past the line break that ended it (the first byte of a
+    /// CRLF: the event is complete there).
+    pub end: u64,
 }
 
 /// Incremental SSE framer with bounded memory.
@@ -40,6 +51,8 @@ pub struct Framer {
     has_data: bool,
     /// The current event outgrew the cap: skip to the next blank line.
     skipping: bool,
+    /// Bytes of the current line were seen, kept or skipped (it is not a blank line).
+    in_line: bool,
     /// The previous chunk ended with CR: a leading LF belongs to that line break.
     after_cr: bool,
     /// Bytes seen in total.
@@ -57,6 +70,7 @@ impl Framer {
             has_fields: false,
             has_data: false,
             skipping: false,
+            in_line: false,
             after_cr: false,
             seen: 0,
         }
@@ -64,6 +78,7 @@ impl Framer {
 
     /// Feeds the next chunk, calling `on` for every frame it completes.
     pub fn feed(&mut self, chunk: &[u8], on: &mut dyn FnMut(Frame<'_>)) {
+        let base = self.seen;
         self.seen = self.seen.saturating_add(chunk.len() as u64);
         let mut rest = chunk;
         if self.after_cr {
@@ -75,13 +90,15 @@ impl Framer {
         while !rest.is_empty() {
             match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
                 None => {
-                    self.push_partial(rest, on);
+                    self.push_partial(rest);
                     return;
                 }
                 Some(i) => {
                     let (part, tail) = rest.split_at(i);
-                    self.push_partial(part, on);
-                    self.end_line(on);
+                    // Just past the line break: the bytes of the chunk before `tail`, plus one.
+                    let end = base.saturating_add((chunk.len() - tail.len() + 1) as u64);
+                    self.push_partial(part);
+                    self.end_line(end, on);
                     let cr = tail.first() == Some(&b'\r');
                     rest = tail.get(1..).unwrap_or(&[]);
                     if cr {
@@ -99,7 +116,7 @@ impl Framer {
     /// Whether bytes of an unfinished event are held (a stream that ends now was cut
     /// mid-event).
     pub fn mid_event(&self) -> bool {
-        !self.line.is_empty() || self.has_fields
+        self.in_line || self.has_fields || self.skipping
     }
 
     /// Bytes fed so far.
@@ -111,37 +128,42 @@ impl Framer {
         self.line.len() + self.data.len() + self.name.len()
     }
 
-    fn push_partial(&mut self, part: &[u8], on: &mut dyn FnMut(Frame<'_>)) {
-        if self.skipping || part.is_empty() {
+    fn push_partial(&mut self, part: &[u8]) {
+        if part.is_empty() {
+            return;
+        }
+        self.in_line = true;
+        if self.skipping {
             return;
         }
         if self.held().saturating_add(part.len()) > self.cap {
-            self.overflow(on);
+            self.overflow();
             return;
         }
         self.line.extend_from_slice(part);
     }
 
-    fn overflow(&mut self, on: &mut dyn FnMut(Frame<'_>)) {
+    /// Drops what the event holds but its name, and skips to its end.
+    fn overflow(&mut self) {
         self.skipping = true;
         self.line.clear();
         self.data.clear();
-        self.name.clear();
         self.has_fields = false;
         self.has_data = false;
-        on(Frame::Oversized);
     }
 
-    fn end_line(&mut self, on: &mut dyn FnMut(Frame<'_>)) {
-        if self.line.is_empty() {
+    fn end_line(&mut self, end: u64, on: &mut dyn FnMut(Frame<'_>)) {
+        if !std::mem::take(&mut self.in_line) {
             // A blank line ends the event.
+            let name = (!self.name.is_empty()).then_some(self.name.as_str());
             if self.skipping {
                 self.skipping = false;
+                on(Frame::Oversized { name, end });
             } else if self.has_fields {
-                let name = (!self.name.is_empty()).then_some(self.name.as_str());
                 on(Frame::Event(Event {
                     name,
                     data: &self.data,
+                    end,
                 }));
             }
             self.name.clear();
@@ -151,7 +173,7 @@ impl Framer {
             return;
         }
         if self.skipping {
-            self.line.clear();
+            // The rest of a dropped event: nothing was kept of this line.
             return;
         }
         let line = std::mem::take(&mut self.line);
@@ -179,7 +201,9 @@ impl Framer {
                 self.has_data = true;
             }
             b"event" => {
-                self.name = String::from_utf8_lossy(value).into_owned();
+                // Reuses the name's allocation: lossy conversion borrows valid UTF-8.
+                self.name.clear();
+                self.name.push_str(&String::from_utf8_lossy(value));
                 self.has_fields = true;
             }
             _ => {}

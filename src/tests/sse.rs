@@ -7,6 +7,17 @@ use crate::sse::{Frame, Framer};
 
 /// `(name, data)` of every event, `None` data for an oversized one.
 pub(crate) fn frames(chunks: &[&[u8]], cap: usize) -> Vec<(Option<String>, Option<String>)> {
+    frames_at(chunks, cap)
+        .into_iter()
+        .map(|(name, data, _)| (name, data))
+        .collect()
+}
+
+/// `(name, data, end)` of every frame, `None` data for an oversized one.
+pub(crate) fn frames_at(
+    chunks: &[&[u8]],
+    cap: usize,
+) -> Vec<(Option<String>, Option<String>, u64)> {
     let mut f = Framer::new(cap);
     let mut out = Vec::new();
     for c in chunks {
@@ -15,8 +26,9 @@ pub(crate) fn frames(chunks: &[&[u8]], cap: usize) -> Vec<(Option<String>, Optio
                 Frame::Event(e) => (
                     e.name.map(str::to_string),
                     Some(String::from_utf8_lossy(e.data).into_owned()),
+                    e.end,
                 ),
-                Frame::Oversized => (None, None),
+                Frame::Oversized { name, end } => (name.map(str::to_string), None, end),
             })
         });
     }
@@ -66,6 +78,42 @@ fn an_event_over_the_cap_is_dropped_once_and_the_next_one_arrives() {
 }
 
 #[test]
+fn an_oversized_event_of_many_lines_is_dropped_whole_and_keeps_its_name() {
+    let big = "x".repeat(100);
+    let input = format!(
+        "event: response.completed\ndata: {big}\ndata: tail\nid: 1\n\nevent: next\ndata: ok\n\n"
+    );
+    let got = frames(&[input.as_bytes()], 64);
+    assert_eq!(
+        got,
+        vec![
+            (Some("response.completed".to_string()), None),
+            ev(Some("next"), "ok")
+        ]
+    );
+}
+
+#[test]
+fn every_frame_ends_just_past_the_line_break_that_completed_it() {
+    let input = b"data: a\r\n\r\nevent: e\ndata: b\n\n";
+    let got = frames_at(&[input], 64);
+    // "data: a\r\n" is 9 bytes, the blank line's CR is byte 10.
+    assert_eq!(got[0].2, 10);
+    assert_eq!(got[1].2, input.len() as u64);
+}
+
+#[test]
+fn a_stream_cut_inside_an_oversized_event_is_mid_event() {
+    let mut f = Framer::new(8);
+    f.feed(b"data: 0123456789\n", &mut |_| {});
+    assert!(f.mid_event());
+    let mut frames = 0;
+    f.feed(b"\n", &mut |_| frames += 1);
+    assert_eq!(frames, 1);
+    assert!(!f.mid_event());
+}
+
+#[test]
 fn a_stream_cut_mid_event_is_visible() {
     let mut f = Framer::new(64);
     f.feed(b"data: {\"a\":", &mut |_| {});
@@ -79,7 +127,7 @@ fn a_stream_cut_mid_event_is_visible() {
 mod properties {
     use proptest::prelude::*;
 
-    use super::{frames, ANTHROPIC};
+    use super::{frames_at, ANTHROPIC};
 
     proptest! {
         #[test]
@@ -93,13 +141,18 @@ mod properties {
                 at = c;
             }
             chunks.push(&ANTHROPIC[at..]);
-            prop_assert_eq!(frames(&chunks, 1 << 16), frames(&[ANTHROPIC], 1 << 16));
+            prop_assert_eq!(frames_at(&chunks, 1 << 16), frames_at(&[ANTHROPIC], 1 << 16));
+            // A small cap: the oversized events and their offsets do not depend on the chunking.
+            prop_assert_eq!(frames_at(&chunks, 40), frames_at(&[ANTHROPIC], 40));
         }
     }
 
     #[test]
     fn one_byte_per_chunk_gives_the_same_events() {
         let chunks: Vec<&[u8]> = ANTHROPIC.chunks(1).collect();
-        assert_eq!(frames(&chunks, 1 << 16), frames(&[ANTHROPIC], 1 << 16));
+        assert_eq!(
+            frames_at(&chunks, 1 << 16),
+            frames_at(&[ANTHROPIC], 1 << 16)
+        );
     }
 }
