@@ -20,6 +20,7 @@ help:
 	@echo "make test    every test: native unit/property tests, wasm tests under Node, Envoy integration tests"
 	@echo "make lint    rustfmt --check + clippy -D warnings (host and wasm32-wasip1)"
 	@echo "make build   the release filter: $(WASM)"
+	@echo "make fuzz    every fuzz target for 10^6 executions under AFL++ (not in make test; see RELIABILITY.md)"
 
 ## Installs -------------------------------------------------------------------------------
 
@@ -89,7 +90,7 @@ mock:
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native test-wasm demo-check bench-smoke
+test: test-native test-wasm fuzz-smoke demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
 # built by `build`, and the pip Envoy; the observability tests run promtool and a real
@@ -107,6 +108,8 @@ lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+	cargo fmt --check --manifest-path tests/fuzz/Cargo.toml
+	cargo clippy --manifest-path tests/fuzz/Cargo.toml --target-dir target/fuzz --all-targets -- -D warnings
 
 ## Demo -----------------------------------------------------------------------------------
 
