@@ -10,6 +10,7 @@ mod config;
 mod exchange;
 mod failover;
 pub(crate) mod fake;
+mod fuzz_found;
 mod health;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
