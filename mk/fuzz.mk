@@ -19,6 +19,8 @@ FUZZ_OUT      := target/fuzz-out
 FUZZ_EXECS    ?= 1000000
 FUZZ_SECONDS  ?= 900
 FUZZ_SMOKE_EXECS ?= 3000
+# Through cargo (`cargo afl`), which tells cargo-afl where cargo is.
+AFL_CARGO     := PATH=$(CURDIR)/.tools/cargo/bin:$$PATH XDG_DATA_HOME=$(AFL_DATA) cargo afl
 FUZZ_ENV       = CARGO_AFL=$(CARGO_AFL) XDG_DATA_HOME=$(AFL_DATA) FUZZ_BIN=$(FUZZ_BIN) \
                  FUZZ_OUT=$(FUZZ_OUT) FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_SECONDS=$(FUZZ_SECONDS) \
                  FUZZ_SMOKE_EXECS=$(FUZZ_SMOKE_EXECS)
@@ -30,10 +32,10 @@ $(CARGO_AFL):
 
 fuzz-tools: $(CARGO_AFL)
 	@[ -f "$(AFL_RUNTIME)" ] || { echo "building AFL++ for cargo-afl into .tools/xdg (once, ~40 s)"; \
-	  XDG_DATA_HOME=$(AFL_DATA) $(CARGO_AFL) afl config --build >/dev/null; }
+	  $(AFL_CARGO) config --build >/dev/null; }
 
 fuzz-build: fuzz-tools
-	XDG_DATA_HOME=$(AFL_DATA) $(CARGO_AFL) afl build --quiet --release \
+	$(AFL_CARGO) build --quiet --release \
 	  --manifest-path $(FUZZ_DIR)/Cargo.toml --target-dir target/fuzz-afl
 
 fuzz: fuzz-build

@@ -53,7 +53,7 @@ for t in $targets; do
 
   in="$FUZZ_OUT/in/$t" out="$FUZZ_OUT/out/$t"
   rm -rf "$in" "$out"
-  mkdir -p "$in"
+  mkdir -p "$in" "$FUZZ_OUT/out"
   cp "$here/corpus/$t"/* "$in"/
   [ -d "$here/regressions/$t" ] && cp "$here/regressions/$t"/* "$in"/
   dict=()
