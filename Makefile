@@ -20,6 +20,7 @@ help:
 	@echo "make test    every test: native unit/property tests, wasm tests under Node, Envoy integration tests"
 	@echo "make lint    rustfmt --check + clippy -D warnings (host and wasm32-wasip1)"
 	@echo "make build   the release filter: $(WASM)"
+	@echo "make fuzz    every fuzz target for 10^6 executions under AFL++ (not in make test; see RELIABILITY.md)"
 
 ## Installs -------------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ mock:
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native mock-sdk-check test-wasm demo-check bench-smoke
+test: test-native mock-sdk-check test-wasm fuzz-smoke demo-check bench-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
 # built by `build`, the pip Envoy and the mock provider; the observability tests run
@@ -119,6 +120,8 @@ lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+	cargo fmt --check --manifest-path tests/fuzz/Cargo.toml
+	cargo clippy --manifest-path tests/fuzz/Cargo.toml --target-dir target/fuzz --all-targets -- -D warnings
 
 ## Demo -----------------------------------------------------------------------------------
 

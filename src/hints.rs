@@ -87,8 +87,9 @@ fn parse_seconds(v: &str) -> Option<u64> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
+    // Digits past f64's range read as infinity: that is a wait over the cap like any other.
     let secs: f64 = v.parse().ok()?;
-    if !secs.is_finite() {
+    if secs.is_nan() {
         return None;
     }
     Some((secs * 1000.0).min(MAX_HINT_MS as f64) as u64)

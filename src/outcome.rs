@@ -12,6 +12,8 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// A status listed in `failure_conditions.status_codes` (5xx and Anthropic's 529).
+    /// (`snake_case` alone would read it as `status5xx`, not its documented name.)
+    #[serde(rename = "status_5xx")]
     Status5xx,
     /// The upstream did not answer in time.
     Timeout,

@@ -367,7 +367,7 @@ impl Breaker {
         match outcome {
             Outcome::Ignored => Change::DIRTY,
             Outcome::Success => {
-                *successes += 1;
+                *successes = successes.saturating_add(1);
                 if *successes >= policy.success_threshold {
                     self.close(now_ms)
                 } else {

@@ -81,7 +81,8 @@ impl Window {
             let Some(abs) = self.head.checked_sub(k) else {
                 break;
             };
-            if abs + (BUCKETS as u64) <= idx {
+            // Not `abs + BUCKETS <= idx`: a head near u64::MAX (stored bytes) overflowed it.
+            if idx.saturating_sub(abs) >= BUCKETS as u64 {
                 break;
             }
             let slot = slot_of(abs);

@@ -81,7 +81,8 @@ impl Framer {
         let base = self.seen;
         self.seen = self.seen.saturating_add(chunk.len() as u64);
         let mut rest = chunk;
-        if self.after_cr {
+        // An empty chunk (a proxy may deliver one) leaves a pending CR pending.
+        if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
             if let Some(r) = rest.strip_prefix(b"\n") {
                 rest = r;
@@ -122,6 +123,12 @@ impl Framer {
     /// Bytes fed so far.
     pub fn bytes_seen(&self) -> u64 {
         self.seen
+    }
+
+    /// Bytes of the unfinished event held now (the partial line, the data and the name):
+    /// never more than the cap given to [`Framer::new`].
+    pub fn held_bytes(&self) -> usize {
+        self.held()
     }
 
     fn held(&self) -> usize {
@@ -201,10 +208,17 @@ impl Framer {
                 self.has_data = true;
             }
             b"event" => {
-                // Reuses the name's allocation: lossy conversion borrows valid UTF-8.
-                self.name.clear();
-                self.name.push_str(&String::from_utf8_lossy(value));
-                self.has_fields = true;
+                // Lossy conversion borrows valid UTF-8, but each invalid byte becomes a
+                // 3-byte U+FFFD: the name may outgrow its line, and must fit the cap too.
+                let name = String::from_utf8_lossy(value);
+                if self.data.len().saturating_add(name.len()) > self.cap {
+                    self.overflow();
+                } else {
+                    // Reuses the name's allocation.
+                    self.name.clear();
+                    self.name.push_str(&name);
+                    self.has_fields = true;
+                }
             }
             _ => {}
         }

@@ -524,3 +524,18 @@ fn config_errors_are_typed() {
     assert_eq!(e.path, "upstreams[0].fallbacks[0]");
     assert_eq!(e.kind, ConfigErrorKind::UnknownUpstream("zz".to_string()));
 }
+
+#[test]
+fn failover_on_reads_every_reason_by_the_name_metrics_and_the_readme_give_it() {
+    // `status_5xx` was read as `status5xx` (serde's snake_case of `Status5xx`), so the
+    // README's failover example did not load.
+    for reason in FailureReason::ALL {
+        let json = format!(
+            r#"{{"upstreams": [{{"name": "a"}}], "routes": [{{"upstream": "a"}}],
+                "failover": {{"on": ["{}"]}}}}"#,
+            reason.as_str()
+        );
+        let c = Config::from_json(&json).unwrap_or_else(|e| panic!("{}: {e}", reason.as_str()));
+        assert_eq!(c.failover.on, vec![reason]);
+    }
+}

@@ -11,6 +11,7 @@ mod config;
 mod exchange;
 mod failover;
 pub(crate) mod fake;
+mod fuzz_found;
 mod health;
 mod judge;
 #[cfg(not(target_arch = "wasm32"))]

@@ -3,7 +3,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::default_policy;
 use crate::breaker::*;
-use crate::outcome::FailureReason;
+use crate::outcome::{FailureReason, Outcome};
 use crate::store::breaker_state::*;
 use crate::store::{Codec, DecodeError};
 
@@ -101,4 +101,25 @@ fn active_set_adds_removes_and_round_trips() {
     assert!(!set.set("openai", false));
     assert_eq!(set.0, vec!["azure-2".to_string()]);
     assert_eq!(ActiveSet::decode(&[0xff, 0xfe]), Err(DecodeError::NotUtf8));
+}
+
+#[test]
+fn a_stored_half_open_breaker_at_u32_max_successes_closes_on_the_next_success() {
+    // Stored bytes may say anything; counting one more success overflowed (a panic with
+    // overflow checks, a wrap to 0 that kept the breaker half-open without). Seed
+    // tests/fuzz/corpus/state_codec/half_open_max_successes drives the same through the
+    // fuzz target.
+    let p = default_policy();
+    let mut b = Breaker::new(&p);
+    b.state = State::HalfOpen {
+        since_ms: 1_700_000_000_000,
+        successes: u32::MAX,
+        probes: vec![],
+    };
+    let mut b = decode(&encode(&b)).expect("round-trips");
+    let (Admission::Admitted(ticket), _) = b.admit(&p, 1_700_000_000_001) else {
+        panic!("a half-open breaker with a free slot admits a probe");
+    };
+    let change = b.record(&p, 1_700_000_000_002, ticket, Outcome::Success, 0.5);
+    assert_eq!(change.transition.map(|t| t.to), Some(StateKind::Closed));
 }
