@@ -106,7 +106,7 @@ test-wasm: toolchain wasm-bindgen-runner
 lint: toolchain
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+	cargo clippy --lib --example empty-filter --target wasm32-wasip1 -- -D warnings
 
 ## Demo -----------------------------------------------------------------------------------
 
