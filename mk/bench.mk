@@ -1,7 +1,7 @@
 # Benchmarks, included by the main Makefile (which defines ENVOY, WASM, MOCK and the `build`,
 # `envoy` and `mock` targets). See examples/bench/README.md and BENCHMARKS.md.
 #
-#   make bench          full run (~11 min on 2 cores): target/bench/results.json and the
+#   make bench          full run (~12 min on 2 cores): target/bench/results.json and the
 #                       generated tables in BENCHMARKS.md
 #   make bench-smoke    every code path of the harness for a second or two (~1-1.5 min); asserts
 #                       nothing about speed; ends with "bench-smoke: N passed, N failed"
@@ -9,6 +9,11 @@
 #                       same mock: throughput and the outage scenario (~11 min, plus one-time
 #                       installs into .venv-litellm and .tools/portkey); never in CI
 #   make bench-litellm  the old name of bench-peers (kept as an alias)
+#   make bench-exports  the export trimming alone (~5 min): bare Envoy, the empty filter and
+#                       the filter, each module with every SDK export and with only those of
+#                       src/adapter/exports.txt, 10 interleaved repetitions:
+#                       target/bench/results-exports.json and its table in BENCHMARKS.md
+#   make bench-modules  the modules those cases compare (target/bench/modules/)
 #
 # Load generator: wrk, the Debian package (installed here when missing).
 
@@ -25,7 +30,27 @@ PORTKEY_SRC   := examples/bench/portkey
 PORTKEY_DIR   := .tools/portkey
 PORTKEY_JS    := $(PORTKEY_DIR)/node_modules/@portkey-ai/gateway/build/start-server.js
 
-.PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk portkey
+.PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk bench-modules \
+        bench-exports portkey
+
+# The modules the filter is compared with, post-processed like the release build
+# (mk/wasm-post.sh): the proxy-wasm SDK with empty contexts (examples/bench/empty-filter) and
+# cargo's build of the filter ($(WASM).raw, kept by `make build`), each with every export the
+# SDK makes and with only those of $(KEPT_EXPORTS). Rebuilt when their input is newer.
+BENCH_MODULES := target/bench/modules
+EMPTY_RAW     := target/wasm32-wasip1/release/examples/empty_filter.wasm
+
+bench-modules: build
+	cargo build --release --example empty-filter --target wasm32-wasip1
+	@mkdir -p $(BENCH_MODULES)
+	@post() { \
+	  if [ ! "$$2" -nt "$$1" ] || { [ -n "$${3:-}" ] && [ ! "$$2" -nt "$$3" ]; }; then \
+	    $(WASM_POST) "$$@" || exit 1; fi; \
+	  ls -l "$$2" | awk '{print "bench module " $$NF " (" $$5 " bytes)"}'; }; \
+	post $(EMPTY_RAW) $(BENCH_MODULES)/empty-all-exports.wasm && \
+	post $(EMPTY_RAW) $(BENCH_MODULES)/empty-kept-exports.wasm $(KEPT_EXPORTS) && \
+	post $(WASM).raw $(BENCH_MODULES)/filter-all-exports.wasm && \
+	post $(WASM).raw $(BENCH_MODULES)/filter-kept-exports.wasm $(KEPT_EXPORTS)
 
 bench-wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -33,12 +58,15 @@ bench-wrk:
 	  $(SUDO) apt-get install -y wrk >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y wrk; }; }
 
-bench: build envoy mock bench-wrk
+bench: build envoy mock bench-wrk bench-modules
 	$(BENCH_PY) run
+
+bench-exports: build envoy mock bench-wrk bench-modules
+	$(BENCH_PY) exports
 
 # The smoke runs the peers' code path with Portkey (a small npm install, skipped with a note
 # where npm is missing); with LiteLLM too once bench-peers has installed it.
-bench-smoke: build envoy mock bench-wrk
+bench-smoke: build envoy mock bench-wrk bench-modules
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory portkey; \
 	else echo "note: npm is missing; bench-smoke skips the Portkey peer"; fi
 	$(BENCH_PY) smoke
@@ -56,7 +84,7 @@ $(PORTKEY_JS): $(PORTKEY_SRC)/package.json $(PORTKEY_SRC)/package-lock.json
 
 portkey: $(PORTKEY_JS)
 
-bench-peers: build envoy mock bench-wrk $(LITELLM_BIN) portkey
+bench-peers: build envoy mock bench-wrk bench-modules $(LITELLM_BIN) portkey
 	$(BENCH_PY) peers
 
 bench-litellm: bench-peers

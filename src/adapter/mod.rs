@@ -4,6 +4,9 @@
 //! a [`Runtime`] over the proxy's [`ProxyHost`], moves breakers and waiting exchanges forward
 //! on its tick and sends alert webhooks; each HTTP stream gets a [`filter::Filter`] that feeds
 //! its exchange.
+//!
+//! `exports.txt` lists the module exports these callbacks need: a trimmed build keeps only
+//! those (a new callback must be added there; `tests/wasm_exports.rs` checks it).
 
 mod filter;
 mod host;

@@ -14,7 +14,8 @@ import re
 from . import procs
 from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter_proxy,
                             outage_filter_config, spread_routes, two_upstreams, upstream_server)
-from .load import (interleaved, open_loop, paired_ratios, pct, summarize_runs, wrk_script)
+from .load import (interleaved, open_loop, paired_diffs, paired_ratios, pct, summarize_runs,
+                   wrk_script)
 from .settings import CHAT_PATH, CHAT_REQUEST, ERROR_MODE, SEED_POLICY, log
 from launcher import http
 
@@ -33,7 +34,8 @@ def probe(url, body=CHAT_REQUEST, headers=None):
 
 def log_run(k, r):
     log(f"  {k:<16} {r['rps']:>8.0f} req/s  p50 {r['p50_us']:>6} us  p99 {r['p99_us']:>6} us"
-        f"  cpu {r['cpu_us_per_req'] or 0:>6.1f} us/req")
+        f"  cpu {r['cpu_us_per_req'] or 0:>6.1f} us/req  other load "
+        f"{r['other_load_cores']:.2f} cores")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,6 +69,21 @@ def per_request_variants(ok, err):
         v[f"filter_c{conc}"] = (f"filter, CLOSED, defaults (failover on), --concurrency {conc}",
                                 filter_proxy(both, filter_config(two_upstreams(), V1)), conc,
                                 (200, "openai"))
+    # Fewer VM entries: the empty filter (the floor) and this filter, each built with every
+    # export the SDK makes and with only those of src/adapter/exports.txt (the release build,
+    # filter_c1, is one of the two: every export unless built with WASM_EXPORTS).
+    for k, module, what in (("empty_c1", "empty_all_exports",
+                             "empty proxy-wasm filter (SDK only), every SDK export (floor)"),
+                            ("empty_kept_c1", "empty_kept_exports",
+                             "empty proxy-wasm filter, exports of src/adapter/exports.txt"),
+                            ("exports_all_c1", "filter_all_exports",
+                             "filter, defaults, every SDK export"),
+                            ("exports_kept_c1", "filter_kept_exports",
+                             "filter, defaults, exports of src/adapter/exports.txt")):
+        empty = k.startswith("empty")
+        v[k] = (what, filter_proxy(both, {} if empty else filter_config(two_upstreams(), V1),
+                                   wasm=procs.module(module)), 1,
+                (200, "-" if empty else "openai"))
     v["passthrough_c1"] = (
         "filter loaded, no filter route matches (VM floor)",
         filter_proxy(both, filter_config(two_upstreams(),
@@ -112,7 +129,14 @@ def per_request_variants(ok, err):
 RATIO_PAIRS = {"c1": ("filter_c1", "bare_c1"), "c2": ("filter_c2", "bare_c2"),
                "lowc": ("filter_lowc", "bare_lowc"),
                "c1_failover_off": ("nofailover_c1", "bare_c1"),
-               "c1_vm_floor": ("passthrough_c1", "bare_c1")}
+               "c1_vm_floor": ("passthrough_c1", "bare_c1"),
+               "c1_empty": ("empty_c1", "bare_c1"),
+               "c1_empty_kept": ("empty_kept_c1", "bare_c1"),
+               "c1_exports_all": ("exports_all_c1", "bare_c1"),
+               "c1_exports_kept": ("exports_kept_c1", "bare_c1"),
+               # The export trimming itself: trimmed module / the same module untrimmed.
+               "exports_kept_vs_all": ("exports_kept_c1", "exports_all_c1"),
+               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1")}
 
 
 def case_per_request(ok, err, s):
@@ -165,6 +189,8 @@ def case_per_request(ok, err, s):
             "throughput_paired": paired_ratios(f, b, "rps"),
             "cpu": fm["cpu_us_per_req"]["median"] / bm["cpu_us_per_req"]["median"],
             "cpu_paired": paired_ratios(f, b, "cpu_us_per_req"),
+            "cpu_added_us": fm["cpu_us_per_req"]["median"] - bm["cpu_us_per_req"]["median"],
+            "cpu_added_paired": paired_diffs(f, b, "cpu_us_per_req"),
             "p50_added_us": fm["p50_us"]["median"] - bm["p50_us"]["median"],
             "p99_added_us": fm["p99_us"]["median"] - bm["p99_us"]["median"],
         }

@@ -4,6 +4,8 @@
   smoke    every code path for a second or two, nothing asserted about speed (make bench-smoke)
   peers    LiteLLM and Portkey beside Envoy and the filter (make bench-peers):
            target/bench/results-peers.json + BENCHMARKS.md  (alias: litellm)
+  exports  the export trimming alone, more repetitions (make bench-exports):
+           target/bench/results-exports.json + BENCHMARKS.md
   render   regenerate BENCHMARKS.md from the JSON files (make bench-render)
 
 Why a module: the commands decide what a run measures and for how long (every run has a
@@ -22,9 +24,9 @@ from launcher import ROOT
 
 from . import peers, procs
 from .cases import case_outage, case_per_request, case_scaling, case_upstream_check
-from .report import render_bench, render_markdown, render_peers
-from .settings import (DEADLINES, ERROR_MODE, FULL, OUT, PEERS, PEERS_SMOKE, RESULTS,
-                       RESULTS_PEERS, SMOKE, log)
+from .report import render_bench, render_exports, render_markdown, render_peers
+from .settings import (DEADLINES, ERROR_MODE, EXPORTS, FULL, OUT, PEERS, PEERS_SMOKE, RESULTS,
+                       RESULTS_EXPORTS, RESULTS_PEERS, SMOKE, log)
 
 
 def write_json(path, data):
@@ -81,6 +83,30 @@ def cmd_run(args):
     write_json(out_path, res)
     log(f"wrote {os.path.relpath(out_path, ROOT)} ({res['meta']['elapsed_s'] / 60:.1f} min)")
     if not args.no_markdown and out_path == RESULTS and not args.wasm:
+        render_markdown()
+
+
+def cmd_exports(args):
+    """The export trimming alone (make bench-exports): bare Envoy, the empty filter and the
+    filter, each module built with every SDK export and with src/adapter/exports.txt, in one
+    interleaved run with more repetitions than make bench."""
+    procs.require()
+    procs.snapshot_wasm()
+    s = dict(EXPORTS)
+    s["reps"] = args.reps or s["reps"]
+    s["duration"] = args.duration or s["duration"]
+    t0 = time.time()
+    res = {"meta": {"command": args.command, "machine": procs.machine()}, "settings": s}
+    ok, err = procs.mock("upstream"), procs.mock("upstream-err", mode=ERROR_MODE)
+    res["per_request"] = case_per_request(ok.port, err.port, s)
+    ok.stop()
+    err.stop()
+    res["meta"]["elapsed_s"] = time.time() - t0
+    out_path = args.out or RESULTS_EXPORTS
+    write_json(out_path, res)
+    log(f"wrote {os.path.relpath(out_path, ROOT)} ({res['meta']['elapsed_s'] / 60:.1f} min)")
+    print(render_exports(res))
+    if out_path == RESULTS_EXPORTS:
         render_markdown()
 
 
@@ -259,6 +285,13 @@ def main():
     pe.add_argument("--no-retry", action="store_true",
                     help="skip the outage run with Portkey's retry")
     pe.add_argument("--command", default="make bench-peers", help=argparse.SUPPRESS)
+    ex = sub.add_parser("exports", help="the export trimming alone, 10 interleaved reps "
+                                        "(make bench-exports)")
+    ex.add_argument("--duration", type=int, help="seconds per wrk run (default 5)")
+    ex.add_argument("--reps", type=int, help="repetitions per case (default 10)")
+    ex.add_argument("--out", help="results file (default target/bench/results-exports.json; "
+                                  "another file never touches BENCHMARKS.md)")
+    ex.add_argument("--command", default="make bench-exports", help=argparse.SUPPRESS)
     sub.add_parser("render", help="regenerate BENCHMARKS.md from target/bench/*.json")
     args = ap.parse_args()
     if args.cmd in DEADLINES or args.cmd == "litellm":
@@ -269,5 +302,7 @@ def main():
         sys.exit(cmd_smoke(args))
     elif args.cmd in ("peers", "litellm"):
         cmd_peers(args)
+    elif args.cmd == "exports":
+        cmd_exports(args)
     elif args.cmd == "render":
         render_markdown()

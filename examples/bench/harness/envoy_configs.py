@@ -51,15 +51,15 @@ def listener(name, routes, http_filters):
         {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}
 
 
-def wasm_filter(filter_cfg):
-    """The filter, loading this run's snapshot of the release module."""
+def wasm_filter(filter_cfg, wasm=None):
+    """The filter, loading this run's snapshot of the release module (or `wasm`)."""
     return {"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {
             "name": "ai_circuit_breaker", "root_id": "ai_circuit_breaker",
             "allow_on_headers_stop_iteration": True, "failure_policy": "FAIL_OPEN",
             "vm_config": {"vm_id": "ai_circuit_breaker", "runtime": "envoy.wasm.runtime.v8",
-                          "code": {"local": {"filename": procs.wasm_under_test()}}},
+                          "code": {"local": {"filename": wasm or procs.wasm_under_test()}}},
             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                               "value": json.dumps(filter_cfg)}}}}
 
@@ -77,14 +77,15 @@ def bare_proxy(clusters, routes=None):
     return bootstrap([listener("bench", routes, [])], clusters)
 
 
-def filter_proxy(clusters, filter_cfg):
-    """Envoy with the filter: the route reads the filter's route header (the project's
-    routing contract); a request the filter leaves alone goes to the first cluster."""
+def filter_proxy(clusters, filter_cfg, wasm=None):
+    """Envoy with the filter (or another module, `wasm`): the route reads the filter's route
+    header (the project's routing contract); a request the filter leaves alone goes to the
+    first cluster."""
     routes = [{"match": {"prefix": "/", "headers": [
                   {"name": ROUTE_HEADER, "present_match": True}]},
                "route": {"cluster_header": ROUTE_HEADER}},
               {"match": {"prefix": "/"}, "route": {"cluster": clusters[0][0]}}]
-    return bootstrap([listener("bench", routes, [wasm_filter(filter_cfg)])], clusters)
+    return bootstrap([listener("bench", routes, [wasm_filter(filter_cfg, wasm)])], clusters)
 
 
 def upstream_server():

@@ -126,6 +126,16 @@ def paired_ratios(a_runs, b_runs, key):
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
 
 
+def paired_diffs(a_runs, b_runs, key):
+    """Per-repetition difference a - b (neighbours in the interleaved order)."""
+    vals = [a[key] - b[key] for a, b in zip(a_runs, b_runs)
+            if a.get(key) is not None and b.get(key) is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+            "lower_in": sum(1 for x in vals if x < 0), "n": len(vals)}
+
+
 def pct(vals, q):
     if not vals:
         return None

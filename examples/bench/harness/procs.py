@@ -23,14 +23,16 @@ import sys
 import launcher
 from launcher import ENVOY, MOCK, ROOT, WASM, http
 
-from .settings import OUT
+from .settings import MODULES, OUT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ENVOY_LOG_FORMAT = "[%Y-%m-%d %T.%f][%t][%l][%n] %v"
 
-# The module every Envoy of a run loads (see snapshot_wasm).
+# The module every Envoy of a run loads (see snapshot_wasm), and the other modules some cases
+# compare it with (settings.MODULES, built by `make bench-modules`).
 _wasm_under_test = [WASM]
+_modules = {}
 
 
 def workdir(*parts):
@@ -41,20 +43,32 @@ def workdir(*parts):
 
 
 def snapshot_wasm(src=None):
-    """Copies the release module (or `src`) aside; every Envoy of this run loads the copy, so a
-    rebuild of target/ by someone else half-way through cannot mix two filters in one run."""
-    dst = os.path.join(workdir(f"wasm-{os.getpid()}"), "ai_circuit_breaker.wasm")
+    """Copies the release module (or `src`) and the comparison modules aside; every Envoy of
+    this run loads a copy, so a rebuild of target/ by someone else half-way through cannot mix
+    two filters in one run."""
+    d = workdir(f"wasm-{os.getpid()}")
+    dst = os.path.join(d, "ai_circuit_breaker.wasm")
     shutil.copyfile(src or WASM, dst)
     _wasm_under_test[0] = dst
+    for key, path in MODULES.items():
+        _modules[key] = os.path.join(d, os.path.basename(path))
+        shutil.copyfile(path, _modules[key])
 
 
 def wasm_under_test():
     return _wasm_under_test[0]
 
 
+def module(key):
+    """This run's copy of the comparison module `key` (settings.MODULES)."""
+    return _modules[key]
+
+
 def require(*extra, hints=None):
     """Exits with the make target to run when a binary or wrk is missing."""
-    launcher.require(ENVOY, WASM, MOCK, *extra, who="bench", hints=hints)
+    launcher.require(ENVOY, WASM, MOCK, *MODULES.values(), *extra, who="bench",
+                     hints={**{p: "make bench-modules" for p in MODULES.values()},
+                            **(hints or {})})
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing; `apt-get install -y wrk` (make bench does it)")
 
@@ -181,8 +195,11 @@ def machine():
     env = first_line([ENVOY, "--version"])
     m = re.search(r"/(\d+\.\d+\.\d+)/", env)
     wasm = wasm_under_test()
-    with open(wasm, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+
+    def sha256(path):
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    digest = sha256(wasm)
     return {"nproc": os.cpu_count(), "cpu_model": model, "memory": mem,
             "kernel": platform.release(), "python": platform.python_version(),
             "envoy": m.group(1) if m else env,
@@ -190,5 +207,7 @@ def machine():
             "commit": commit + ("+dirty(src)" if dirty else ""),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wasm_bytes": os.path.getsize(wasm), "wasm_sha256": digest,
+            "modules": {k: {"bytes": os.path.getsize(p), "sha256": sha256(p)}
+                        for k, p in _modules.items()},
             "wasm_built": datetime.datetime.fromtimestamp(os.path.getmtime(WASM)).strftime(
                 "%Y-%m-%d %H:%M:%S")}

@@ -13,7 +13,8 @@ import os
 
 from launcher import ROOT
 
-from .settings import ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_PEERS, TARGETS, log
+from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_EXPORTS, RESULTS_PEERS,
+                       TARGETS, log)
 
 
 def f_int(x):
@@ -46,22 +47,27 @@ def mark(ok):
     return "met" if ok else "**missed**"
 
 
+def run_header(res):
+    """The run's facts (command, machine, versions, module) and its load, two paragraphs."""
+    m, s = res["meta"], res["settings"]
+    return [f"Run: `{m['command']}` on {m['machine']['date']} — {m['machine']['nproc']} cores, "
+            f"{m['machine']['cpu_model']}, {m['machine']['memory']}, Linux "
+            f"{m['machine']['kernel']}; Envoy {m['machine']['envoy']}, {m['machine']['wrk']}; "
+            f"filter: commit {m['machine']['commit']}, .wasm built "
+            f"{m['machine'].get('wasm_built', '?')}, sha256 "
+            f"{m['machine'].get('wasm_sha256', '?')[:12]}…; took {m['elapsed_s'] / 60:.1f} min.",
+            "",
+            f"Load: `wrk -t1 -c{s['connections']} -d{s['duration']}s`, POST of a chat "
+            f"completion body ({len(CHAT_REQUEST)} bytes), {s['reps']} repetitions of every "
+            f"case interleaved (A B A B …), {s['warmup']} s warm-up each. Figures are "
+            f"median (min–max). CPU = Envoy process user+sys time (/proc/&lt;pid&gt;/stat) "
+            f"divided by requests served." + other_load(all_runs(res), m["machine"]["nproc"]),
+            ""]
+
+
 def render_bench(res):
     m, s = res["meta"], res["settings"]
-    L = []
-    L.append(f"Run: `{m['command']}` on {m['machine']['date']} — {m['machine']['nproc']} cores, "
-             f"{m['machine']['cpu_model']}, {m['machine']['memory']}, Linux "
-             f"{m['machine']['kernel']}; Envoy {m['machine']['envoy']}, {m['machine']['wrk']}; "
-             f"filter: commit {m['machine']['commit']}, .wasm built "
-             f"{m['machine'].get('wasm_built', '?')}, sha256 "
-             f"{m['machine'].get('wasm_sha256', '?')[:12]}…; took {m['elapsed_s'] / 60:.1f} min.")
-    L.append("")
-    L.append(f"Load: `wrk -t1 -c{s['connections']} -d{s['duration']}s`, POST of a chat "
-             f"completion body ({len(CHAT_REQUEST)} bytes), {s['reps']} repetitions of every "
-             f"case interleaved (A B A B …), {s['warmup']} s warm-up each. Figures are "
-             f"median (min–max). CPU = Envoy process user+sys time (/proc/&lt;pid&gt;/stat) "
-             f"divided by requests served." + other_load(all_runs(res), m["machine"]["nproc"]))
-    L.append("")
+    L = run_header(res)
     pr = res.get("per_request")
     uc = res.get("upstream_check")
     wasm = m["machine"]["wasm_bytes"]
@@ -91,7 +97,8 @@ def render_bench(res):
                      f"≤ {TARGETS['cpu_ratio']:.2f}× | {mark(r2['cpu'] <= TARGETS['cpu_ratio'])} "
                      f"| |")
         for tag, what in (("c1_failover_off", "filter with failover off"),
-                          ("c1_vm_floor", "filter loaded, no route matched (VM floor)")):
+                          ("c1_vm_floor", "filter loaded, no route matched (VM floor)"),
+                          ("c1_empty", "empty proxy-wasm filter (SDK only: the floor)")):
             rr = pr["ratios"].get(tag)
             if rr:
                 met = (rr["throughput"] >= TARGETS["throughput_ratio"] and
@@ -164,7 +171,8 @@ def render_bench(res):
         L.append("| case | --concurrency | req/s | × bare | p50 µs | p99 µs | CPU µs/req | "
                  "CPU × bare |")
         L.append("|---|---|---|---|---|---|---|---|")
-        order = ["bare_c1", "filter_c1", "passthrough_c1", "disabled_c1", "nofailover_c1",
+        order = ["bare_c1", "filter_c1", "empty_c1", "empty_kept_c1", "exports_all_c1",
+                 "exports_kept_c1", "passthrough_c1", "disabled_c1", "nofailover_c1",
                  "rerouted_c1", "rewrite_c1",
                  "fastfail_c1", "body_c1", "failover_c1", "bare_c2", "filter_c2", "bare_lowc",
                  "filter_lowc"]
@@ -237,6 +245,52 @@ def render_bench(res):
     oc = res.get("outage")
     if oc:
         L.append(outage_table(oc, "Envoy + filter"))
+    return "\n".join(L)
+
+
+def render_exports(res):
+    """make bench-exports: what removing the unneeded callback exports saves, beside bare Envoy
+    and the empty filter of the same run."""
+    pr = res["per_request"]
+    v, ratios = pr["variants"], pr["ratios"]
+    L = run_header(res)
+    sizes = res["meta"]["machine"].get("modules", {})
+    L.append("| case (--concurrency 1) | module | req/s | × bare | CPU µs/req | CPU × bare | "
+             "CPU added µs/req |")
+    L.append("|---|---|---|---|---|---|---|")
+    base = v.get("bare_c1", {})
+    for k, module in (("bare_c1", None), ("empty_c1", "empty_all_exports"),
+                      ("empty_kept_c1", "empty_kept_exports"),
+                      ("exports_all_c1", "filter_all_exports"),
+                      ("exports_kept_c1", "filter_kept_exports")):
+        e = v.get(k)
+        if not e or not e.get("runs"):
+            continue
+        size = sizes.get(module, {}).get("bytes") if module else None
+        tx = e["rps"]["median"] / base["rps"]["median"] if base.get("rps") else None
+        cx = (e["cpu_us_per_req"]["median"] / base["cpu_us_per_req"]["median"]
+              if base.get("cpu_us_per_req") else None)
+        added = (e["cpu_us_per_req"]["median"] - base["cpu_us_per_req"]["median"]
+                 if base.get("cpu_us_per_req") else None)
+        L.append(f"| {e['label']} | {f'{size:,} bytes' if size else '–'} | {f_med(e['rps'])} | "
+                 f"{f2(tx)} | {f_med(e['cpu_us_per_req'], f1)} | {f2(cx)} | "
+                 f"{'–' if added is None else f'{added:+.1f}'} |")
+    L.append("")
+    L.append("Trimmed module ÷ the same module with every export, each repetition against its "
+             "neighbour in the interleaved order:")
+    L.append("")
+    L.append("| module | CPU/request ratio, median (min–max) | CPU µs/request difference, "
+             "median (min–max) | repetitions with less CPU | throughput ratio, median "
+             "(min–max) |")
+    L.append("|---|---|---|---|---|")
+    for tag, what in (("exports_kept_vs_all", "the filter"), ("empty_kept_vs_all", "empty filter")):
+        r = ratios.get(tag)
+        if not r:
+            continue
+        c, d, t = r["cpu_paired"], r["cpu_added_paired"], r["throughput_paired"]
+        L.append(f"| {what} | {f_med(c, f2)} | {f_med(d, lambda x: f'{x:+.1f}')} | "
+                 f"{d['lower_in']} of {d['n']} | {f_med(t, f2)} |")
+    L.append("")
     return "\n".join(L)
 
 
@@ -380,7 +434,8 @@ def render_markdown(path=BENCH_MD):
     else:
         text = SKELETON
     for tag, results, render in (("bench", RESULTS, render_bench),
-                                 ("bench-peers", RESULTS_PEERS, render_peers)):
+                                 ("bench-peers", RESULTS_PEERS, render_peers),
+                                 ("bench-exports", RESULTS_EXPORTS, render_exports)):
         if os.path.exists(results):
             with open(results) as f:
                 text = replace_section(text, tag, render(json.load(f)))

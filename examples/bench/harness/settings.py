@@ -14,6 +14,15 @@ from launcher import ROOT
 OUT = os.path.join(ROOT, "target", "bench")
 RESULTS = os.path.join(OUT, "results.json")
 RESULTS_PEERS = os.path.join(OUT, "results-peers.json")
+RESULTS_EXPORTS = os.path.join(OUT, "results-exports.json")
+
+# The modules the filter is compared with (built by `make bench-modules`, mk/bench.mk): the
+# proxy-wasm SDK with empty contexts (examples/bench/empty-filter), and the filter, each with
+# every export the SDK makes and with only those in src/adapter/exports.txt.
+MODULES_DIR = os.path.join(OUT, "modules")
+MODULES = {k: os.path.join(MODULES_DIR, f"{k.replace('_', '-')}.wasm")
+           for k in ("empty_all_exports", "empty_kept_exports", "filter_all_exports",
+                     "filter_kept_exports")}
 BENCH_MD = os.path.join(ROOT, "BENCHMARKS.md")
 
 CHAT_PATH = "/v1/chat/completions"
@@ -49,12 +58,17 @@ FULL = {"duration": 5, "reps": 3, "connections": 16, "warmup": 1,
         "sizes": [1, 10, 100, 1000], "outage": (10, 60, 40), "rate": 20, "policy": SEED_POLICY}
 SMOKE = {"duration": 1, "reps": 1, "connections": 4, "warmup": 0,
          "sizes": [1, 10], "outage": (1, 2, 2), "rate": 20, "policy": SMOKE_POLICY}
+# `make bench-exports`: the export trimming alone, bare Envoy and the empty filter measured in
+# the same run; more repetitions, as the difference sought is a few µs per request.
+EXPORTS = {**FULL, "reps": 10,
+           "variants": ["bare_c1", "empty_c1", "empty_kept_c1", "exports_all_c1",
+                        "exports_kept_c1"]}
 # The peers are slow (LiteLLM: ~100 req/s on 2 cores): wrk gets a longer per-request timeout.
 PEERS = {**FULL, "peer_timeout_s": 10}
 PEERS_SMOKE = {**SMOKE, "peer_timeout_s": 10}
 
 # Whole-run deadlines (seconds): a run that hangs is stopped, and its processes with it.
-DEADLINES = {"run": 45 * 60, "smoke": 6 * 60, "peers": 40 * 60}
+DEADLINES = {"run": 45 * 60, "smoke": 6 * 60, "peers": 40 * 60, "exports": 20 * 60}
 
 
 def log(msg):
