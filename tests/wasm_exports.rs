@@ -198,3 +198,19 @@ fn every_kept_export_is_one_the_release_module_has() {
          (it has {exports:?})"
     );
 }
+
+/// The size budget of the release module (README, "Development"): 400 KiB.
+const WASM_BUDGET_BYTES: u64 = 400 * 1024;
+
+#[test]
+fn the_release_module_fits_the_400_kib_budget() {
+    let path = Path::new(ROOT).join(RELEASE_WASM);
+    let size = fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make build`", path.display()))
+        .len();
+    assert!(
+        size <= WASM_BUDGET_BYTES,
+        "{RELEASE_WASM} is {size} bytes, over the {WASM_BUDGET_BYTES}-byte budget by {}",
+        size - WASM_BUDGET_BYTES
+    );
+}
