@@ -1,8 +1,8 @@
 # Benchmarks, included by the main Makefile (which defines ENVOY, WASM, MOCK and the `build`,
 # `envoy` and `mock` targets). See examples/bench/README.md and BENCHMARKS.md.
 #
-#   make bench          full run (~12 min on 2 cores): target/bench/results.json and the
-#                       generated tables in BENCHMARKS.md
+#   make bench          full run (~16 min on 2 cores, the stream part ~4 of them):
+#                       target/bench/results.json and the generated tables in BENCHMARKS.md
 #   make bench-smoke    every code path of the harness for a second or two (~1-1.5 min); asserts
 #                       nothing about speed; ends with "bench-smoke: N passed, N failed"
 #   make bench-peers    LiteLLM proxy and Portkey's gateway beside Envoy and the filter on the
