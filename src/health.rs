@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::breaker::{Snapshot, StateKind};
 use crate::config::Config;
 use crate::hints::format_rfc3339;
+use crate::store::probe_lease::ProbeLease;
 
 /// Overall health, from the breakers' states.
 pub fn overall(config: &Config, states: &[StateKind]) -> &'static str {
@@ -27,12 +28,33 @@ pub fn overall(config: &Config, states: &[StateKind]) -> &'static str {
     }
 }
 
-/// The endpoint's JSON document. `snapshots[i]` belongs to `config.upstreams[i]`.
-pub fn render(config: &Config, snapshots: &[Snapshot], now_ms: u64) -> String {
+/// A recovery probe's lease as the endpoint shows it.
+fn probe_json(lease: &ProbeLease) -> Value {
+    json!({
+        "successes": lease.successes,
+        "failures": lease.failures,
+        "last_result": lease.last.map(|l| l.result.as_str()),
+        "last_status": lease.last.and_then(|l| l.status),
+        "last_at": lease.last.map(|l| format_rfc3339(l.at_ms)),
+    })
+}
+
+/// The endpoint's JSON document. `snapshots[i]` and `probes[i]` (the recovery probe's
+/// lease, for upstreams that have one) belong to `config.upstreams[i]`.
+pub fn render(
+    config: &Config,
+    snapshots: &[Snapshot],
+    probes: &[Option<ProbeLease>],
+    now_ms: u64,
+) -> String {
     let states: Vec<StateKind> = snapshots.iter().map(|s| s.state).collect();
     let mut providers = Map::new();
     let mut breakers = Map::new();
-    for (u, s) in config.upstreams().iter().zip(snapshots) {
+    for (i, (u, s)) in config.upstreams().iter().zip(snapshots).enumerate() {
+        let probe = match probes.get(i) {
+            Some(Some(lease)) => probe_json(lease),
+            _ => Value::Null,
+        };
         providers.insert(u.name.clone(), Value::from(s.state.as_str()));
         breakers.insert(
             u.name.clone(),
@@ -47,6 +69,7 @@ pub fn render(config: &Config, snapshots: &[Snapshot], now_ms: u64) -> String {
                 "next_probe_in_seconds": s.next_probe_in_ms.map(|ms| ms as f64 / 1000.0),
                 "probes_in_flight": s.probes_in_flight,
                 "last_trip_reason": s.last_trip.map(|t| t.describe()),
+                "recovery_probe": probe,
                 "fallbacks": u.fallbacks.iter().map(|&f| config.upstream(f).name.as_str()).collect::<Vec<_>>(),
             }),
         );

@@ -13,6 +13,7 @@
 //! - [`exchange`]: one request's lifecycle, a state machine of events and effects;
 //! - [`store`]: typed values in shared data, updated by compare-and-swap;
 //! - [`runtime`]: one worker's view of every breaker, transitions and alerts;
+//! - [`recovery`]: active recovery probes of OPEN upstreams, one worker at a time;
 //! - [`health`], [`alert`], [`metrics`]: what operators see.
 //!
 //! The adapter (`adapter`, only compiled for `wasm32-wasip1`, the target Envoy loads) turns
@@ -29,6 +30,7 @@ pub mod hints;
 pub mod host;
 pub mod metrics;
 pub mod outcome;
+pub mod recovery;
 pub mod routing;
 pub mod runtime;
 pub mod sse;

@@ -18,10 +18,11 @@ use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MapType};
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamId};
 use crate::exchange::{Event, Exchange, Headers};
 use crate::host::Host;
 use crate::metrics::StatSink;
+use crate::recovery::{self, ProbeAnswer, Prober};
 use crate::runtime::Runtime;
 use filter::{drive, Filter};
 use host::{EnvoyStats, Map, ProxyHost};
@@ -45,6 +46,9 @@ struct Watched {
 pub struct Shared {
     rt: Runtime<ProxyHost>,
     watched: RefCell<Vec<Watched>>,
+    prober: RefCell<Prober>,
+    /// Recovery probes in flight: callout token and upstream.
+    probes: RefCell<Vec<(u32, UpstreamId)>>,
 }
 
 impl Shared {
@@ -77,6 +81,25 @@ impl Shared {
     }
 }
 
+/// Sends the recovery probes this worker's prober says are due.
+fn send_probes(shared: &Shared, now: u64) {
+    let Ok(mut prober) = shared.prober.try_borrow_mut() else {
+        return;
+    };
+    for p in prober.tick(&shared.rt, now) {
+        match host::dispatch(&p.call) {
+            Some(token) => {
+                if let Ok(mut probes) = shared.probes.try_borrow_mut() {
+                    probes.push((token, p.upstream));
+                }
+            }
+            None => {
+                prober.answered(&shared.rt, p.upstream, ProbeAnswer::NotSent, now);
+            }
+        }
+    }
+}
+
 /// The root context of one worker's VM.
 #[derive(Default)]
 struct Plugin {
@@ -93,6 +116,22 @@ impl Context for Plugin {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        let probe = shared.probes.try_borrow_mut().ok().and_then(|mut p| {
+            let i = p.iter().position(|x| x.0 == token)?;
+            Some(p.swap_remove(i).1)
+        });
+        if let Some(u) = probe {
+            let map = Map(MapType::HttpCallResponseHeaders);
+            let status = (headers > 0).then_some(map).and_then(|m| m.get(":status"));
+            let answer = match status.and_then(|s| s.parse().ok()) {
+                Some(s) => ProbeAnswer::Status(s),
+                None => ProbeAnswer::NoAnswer,
+            };
+            if let Ok(mut prober) = shared.prober.try_borrow_mut() {
+                prober.answered(&shared.rt, u, answer, shared.rt.host.now_ms());
+            }
+            return;
+        }
         let owner = shared.watched.try_borrow_mut().ok().and_then(|mut w| {
             let i = w.iter().position(|x| x.root_call == Some(token))?;
             let x = w.swap_remove(i);
@@ -129,8 +168,14 @@ impl RootContext for Plugin {
                 host::set_tick_period_ms(config.tick_interval_ms);
                 let stats = StatSink::define(&config, EnvoyStats);
                 let rt = Runtime::new(config, ProxyHost { stats });
-                let watched = RefCell::new(Vec::new());
-                self.shared = Some(Rc::new(Shared { rt, watched }));
+                let worker = recovery::worker_id(rt.host.random_unit());
+                let prober = RefCell::new(Prober::new(&rt, worker));
+                self.shared = Some(Rc::new(Shared {
+                    rt,
+                    watched: RefCell::new(Vec::new()),
+                    prober,
+                    probes: RefCell::new(Vec::new()),
+                }));
                 true
             }
             Err(e) => {
@@ -146,6 +191,7 @@ impl RootContext for Plugin {
         };
         let now = shared.rt.host.now_ms();
         shared.rt.tick(now);
+        send_probes(&shared, now);
         let due: Vec<(u32, Cell)> = match shared.watched.try_borrow_mut() {
             Ok(mut watched) => {
                 watched.retain(|w| w.exchange.strong_count() > 0);

@@ -248,6 +248,52 @@ impl Breaker {
         }
     }
 
+    /// An active recovery probe was answered as expected: an OPEN breaker goes HALF_OPEN now,
+    /// without waiting for `recovery_timeout`; live requests then confirm as usual.
+    pub fn recovery_probe_succeeded(&mut self, policy: &Policy, now_ms: u64) -> Change {
+        if !matches!(policy.mode, Mode::Enforce | Mode::MetricsOnly) {
+            return Change::NONE;
+        }
+        if !matches!(self.state, State::Open { .. }) {
+            return Change::NONE;
+        }
+        let (failures, _) = self.window.totals(now_ms);
+        self.state = State::HalfOpen {
+            since_ms: now_ms,
+            successes: 0,
+            probes: Vec::new(),
+        };
+        Change::transition(Transition {
+            from: StateKind::Open,
+            to: StateKind::HalfOpen,
+            cause: Cause::RecoveryProbeSucceeded,
+            at_ms: now_ms,
+            failures_in_window: failures,
+            open_duration_ms: None,
+            until_ms: None,
+        })
+    }
+
+    /// An active recovery probe failed: the upstream is still down, so an OPEN breaker stays
+    /// OPEN at least `recovery_timeout` longer and sends no live request to it meanwhile.
+    pub fn recovery_probe_failed(&mut self, policy: &Policy, now_ms: u64) -> Change {
+        if !matches!(policy.mode, Mode::Enforce | Mode::MetricsOnly) {
+            return Change::NONE;
+        }
+        match &mut self.state {
+            State::Open { until_ms, .. } => {
+                let later = now_ms.saturating_add(policy.recovery_ms);
+                if later > *until_ms {
+                    *until_ms = later;
+                    Change::DIRTY
+                } else {
+                    Change::NONE
+                }
+            }
+            _ => Change::NONE,
+        }
+    }
+
     /// Records the outcome of a request admitted with `ticket`. `random` in [0, 1) spreads the
     /// open time when this outcome opens the breaker.
     pub fn record(

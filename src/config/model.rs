@@ -114,6 +114,8 @@ pub struct Upstream {
     pub chain: Vec<UpstreamId>,
     pub rewrite: Option<Rewrite>,
     pub policy: Policy,
+    /// The active health check sent while the breaker is OPEN; off when `None`.
+    pub recovery_probe: Option<RecoveryProbe>,
 }
 
 impl Upstream {
@@ -141,6 +143,19 @@ impl Rewrite {
             .chain(host)
             .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
+}
+
+/// An active recovery probe: a request sent to the upstream's callout cluster every
+/// `interval_ms` while its breaker is OPEN, by one worker at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryProbe {
+    /// Request headers, pseudo-headers first (`:method`, `:path`, `:authority`).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Answers with one of these statuses are a success.
+    pub expected_statuses: Vec<u16>,
 }
 
 /// Breaker policy of one upstream, with durations in milliseconds.

@@ -1,7 +1,7 @@
 //! Breaker policy compilation: `defaults`, then each upstream's overrides laid on top, every
 //! key validated where it is read.
 
-use super::checks::{at_least_one, duration_ms, ratio};
+use super::checks::{at_least_one, duration_ms, ratio, statuses};
 use super::error::{join_path, ConfigError};
 use super::model::{FailureConditions, FailureRate, Policy, MAX_HALF_OPEN_REQUESTS};
 use super::raw::{RawFailureConditions, RawPolicy};
@@ -102,14 +102,7 @@ impl RawPolicy {
 impl RawFailureConditions {
     fn apply_to(&self, c: &mut FailureConditions, at: &str) -> Result<(), ConfigError> {
         if let Some(codes) = &self.status_codes {
-            for (i, &code) in codes.iter().enumerate() {
-                if !(100..=599).contains(&code) {
-                    return Err(ConfigError::range(
-                        format!("{at}.status_codes[{i}]"),
-                        format!("must be an HTTP status (100-599), got {code}"),
-                    ));
-                }
-            }
+            statuses(&format!("{at}.status_codes"), codes)?;
             c.status_codes = codes.clone();
         }
         if let Some(v) = self.timeout {

@@ -300,6 +300,7 @@ pub(super) struct RawUpstreamIdentity {
     pub callout_cluster: Option<String>,
     pub fallbacks: Vec<String>,
     pub rewrite: Option<RawRewrite>,
+    pub recovery_probe: Option<RawRecoveryProbe>,
 }
 
 impl RawUpstreamIdentity {
@@ -310,6 +311,10 @@ impl RawUpstreamIdentity {
             callout_cluster: o.value("callout_cluster")?,
             fallbacks: o.list("fallbacks")?.unwrap_or_default(),
             rewrite: o.object("rewrite")?.map(RawRewrite::read).transpose()?,
+            recovery_probe: o
+                .object("recovery_probe")?
+                .map(RawRecoveryProbe::read)
+                .transpose()?,
         })
     }
 }
@@ -328,6 +333,32 @@ impl RawRewrite {
             path: o.value("path")?,
             host: o.value("host")?,
             headers: o.value("headers")?.unwrap_or_default(),
+        };
+        o.done()?;
+        Ok(r)
+    }
+}
+
+pub(super) struct RawRecoveryProbe {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub interval: Option<f64>,
+    pub timeout: Option<f64>,
+    pub expected_statuses: Option<Vec<u16>>,
+}
+
+impl RawRecoveryProbe {
+    fn read(mut o: Object) -> Result<RawRecoveryProbe, ConfigError> {
+        let r = RawRecoveryProbe {
+            method: o.value("method")?,
+            path: o.value("path")?,
+            headers: o.value("headers")?.unwrap_or_default(),
+            body: o.value("body")?,
+            interval: o.value("interval")?,
+            timeout: o.value("timeout")?,
+            expected_statuses: o.list("expected_statuses")?,
         };
         o.done()?;
         Ok(r)

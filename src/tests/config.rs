@@ -539,3 +539,108 @@ fn failover_on_reads_every_reason_by_the_name_metrics_and_the_readme_give_it() {
         assert_eq!(c.failover.on, vec![reason]);
     }
 }
+
+/// One upstream `a` with `recovery_probe` set to `probe`.
+fn with_probe(probe: &str) -> String {
+    with(
+        &format!(r#"[{{"name":"a","cluster":"a_cluster","recovery_probe":{probe}}}]"#),
+        r#"[{"upstream":"a"}]"#,
+    )
+}
+
+#[test]
+fn a_recovery_probe_gets_the_documented_defaults() {
+    let c = Config::from_json(&with_probe("{}")).expect("valid");
+    let p = c.upstreams()[0].recovery_probe.clone().expect("configured");
+    assert_eq!(
+        p.headers,
+        vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), "/v1/models".to_string()),
+            (":authority".to_string(), "a_cluster".to_string()),
+        ]
+    );
+    assert!(p.body.is_empty());
+    assert_eq!((p.interval_ms, p.timeout_ms), (5_000, 3_000));
+    assert_eq!(p.expected_statuses, vec![200]);
+    let none = Config::from_json(MINIMAL).expect("valid");
+    assert!(
+        none.upstreams()[0].recovery_probe.is_none(),
+        "off by default"
+    );
+}
+
+#[test]
+fn a_recovery_probe_takes_every_field_and_the_rewrite_host() {
+    let json = with(
+        r#"[{"name":"a","rewrite":{"host":"api.example.com"},"recovery_probe":{
+            "method":"POST","path":"/v1/chat/completions","headers":{"Authorization":"Bearer k"},
+            "body":"{\"model\":\"m\",\"max_tokens\":1}","interval":2,"timeout":0.5,
+            "expected_statuses":[200,400]}}]"#,
+        r#"[{"upstream":"a"}]"#,
+    );
+    let c = Config::from_json(&json).expect("valid");
+    let p = c.upstreams()[0].recovery_probe.clone().expect("configured");
+    let h = |k: &str| {
+        p.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(h(":method").as_deref(), Some("POST"));
+    assert_eq!(h(":path").as_deref(), Some("/v1/chat/completions"));
+    assert_eq!(h(":authority").as_deref(), Some("api.example.com"));
+    assert_eq!(h("authorization").as_deref(), Some("Bearer k"));
+    assert_eq!(h("content-type").as_deref(), Some("application/json"));
+    assert_eq!(p.body, br#"{"model":"m","max_tokens":1}"#.to_vec());
+    assert_eq!((p.interval_ms, p.timeout_ms), (2_000, 500));
+    assert_eq!(p.expected_statuses, vec![200, 400]);
+}
+
+#[test]
+fn recovery_probe_errors_name_the_key() {
+    for (probe, want) in [
+        (
+            r#"{"intervall":2}"#,
+            "upstreams[0].recovery_probe: unknown field `intervall`, expected one of `method`, `path`, `headers`, `body`, `interval`, `timeout`, `expected_statuses`",
+        ),
+        (
+            r#"{"interval":0}"#,
+            "upstreams[0].recovery_probe.interval: must be a duration in seconds, > 0 and <= 86400, got 0",
+        ),
+        (
+            r#"{"timeout":-1}"#,
+            "upstreams[0].recovery_probe.timeout: must be a duration in seconds, > 0 and <= 86400, got -1",
+        ),
+        (
+            r#"{"path":"v1/models"}"#,
+            "upstreams[0].recovery_probe.path: must start with '/' and be a printable header value",
+        ),
+        (
+            r#"{"method":"get"}"#,
+            "upstreams[0].recovery_probe.method: must be an HTTP method in upper case",
+        ),
+        (
+            r#"{"expected_statuses":[]}"#,
+            "upstreams[0].recovery_probe.expected_statuses: must list at least one status",
+        ),
+        (
+            r#"{"expected_statuses":[200,99]}"#,
+            "upstreams[0].recovery_probe.expected_statuses[1]: must be an HTTP status (100-599), got 99",
+        ),
+        (
+            r#"{"headers":{"bad header":"x"}}"#,
+            "upstreams[0].recovery_probe.headers.bad header: \"bad header\" is not a valid HTTP header name",
+        ),
+        (
+            r#"{"interval":"2s"}"#,
+            "upstreams[0].recovery_probe.interval: invalid type: string \"2s\", expected f64",
+        ),
+        (
+            r#"[]"#,
+            "upstreams[0].recovery_probe: invalid type: sequence, expected an object",
+        ),
+    ] {
+        assert_eq!(err(&with_probe(probe)), want, "for {probe}");
+    }
+}

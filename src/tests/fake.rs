@@ -17,6 +17,7 @@ use crate::host::{Host, Versioned, WriteError};
 use crate::metrics::{AlertResult, FailoverResult, MetricsSink};
 use crate::outcome::{FailureReason, Outcome};
 use crate::runtime::Runtime;
+use crate::store::probe_lease::ProbeResult;
 
 type Hook = Box<dyn FnOnce()>;
 
@@ -199,6 +200,13 @@ impl MetricsSink for Recorder {
             "probes{{{},{}}}",
             self.n(u),
             if success { "success" } else { "failure" }
+        ));
+    }
+    fn recovery_probe(&self, u: UpstreamId, result: ProbeResult) {
+        self.bump(format!(
+            "recovery_probes{{{},{}}}",
+            self.n(u),
+            result.as_str()
         ));
     }
     fn open_duration(&self, u: UpstreamId, _ms: u64) {

@@ -41,7 +41,8 @@ fn health_json_has_providers_overall_health_and_breaker_details() {
         .iter()
         .map(|u| Breaker::new(&u.policy).snapshot(&u.policy, now))
         .collect();
-    let v: serde_json::Value = serde_json::from_str(&render(&c, &snapshots, now)).expect("json");
+    let v: serde_json::Value =
+        serde_json::from_str(&render(&c, &snapshots, &[], now)).expect("json");
     assert_eq!(v["providers"]["openai"], "closed");
     assert_eq!(v["overall_health"], "healthy");
     let b = &v["breakers"]["azure"];

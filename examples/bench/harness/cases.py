@@ -16,7 +16,8 @@ from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter
                             outage_filter_config, spread_routes, two_upstreams, upstream_server)
 from .load import (first_byte_sample, interleaved, measure, open_loop, paired_diffs,
                    paired_ratios, pct, summarize, summarize_runs, wrk, wrk_script)
-from .settings import (CHAT_PATH, CHAT_REQUEST, ERROR_MODE, SEED_POLICY, STREAM_REQUEST, log)
+from .settings import (CHAT_PATH, CHAT_REQUEST, ERROR_MODE, PROBE_PATH, RECOVERY_PROBE,
+                       SEED_POLICY, STREAM_REQUEST, log)
 from launcher import http
 
 
@@ -315,7 +316,8 @@ def failover_probe(err_port, ok_port):
     return st == 200 and by == "anthropic", st, by
 
 
-def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_primary):
+def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_primary,
+                   probe_calls=0):
     before = [r for r in results if r["t"] < t_down]
     during = [r for r in results if t_down <= r["t"] < t_up]
     after = [r for r in results if r["t"] >= t_up]
@@ -345,6 +347,7 @@ def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_prim
         "requests": len(results), "requests_during": len(during),
         "client_errors": errors(results), "client_errors_during": errors(during),
         "dead_primary_calls": dead_calls, "primary_calls_total": total_primary,
+        "dead_primary_probe_calls": probe_calls,
         "served_during": by,
         "stale_connection_retries": sum(1 for r in results if r.get("stale_connection_retried")),
         "p50_before_ms": lat(before, 50), "p99_before_ms": lat(before, 99),
@@ -361,7 +364,7 @@ def run_outage(url, primary_mock, fallback_mock, s, headers=None, body=CHAT_REQU
                served_by=None, primary="openai"):
     """The outage scenario through `url`: `before` s normal, `down` s of HTTP 500 from the
     primary mock, `after` s recovered. Calls to the dead primary are the mock's own count of
-    requests answered in error mode."""
+    requests answered in error mode, less the recovery probes among them (counted apart)."""
     before, down, after = s["outage"]
     primary_mock.reset()
     fallback_mock.reset()
@@ -370,8 +373,10 @@ def run_outage(url, primary_mock, fallback_mock, s, headers=None, body=CHAT_REQU
     results, fired = open_loop(url, body, headers, s["rate"], before + down + after,
                                events=events, served_by=served_by)
     stats = primary_mock.stats()
+    probes = sum(1 for r in primary_mock.requests(PROBE_PATH) if r.get("mode") == "error")
     return results, outage_summary(results, fired, before, before + down, primary,
-                                   stats["by_mode"].get("error", 0), stats["total"])
+                                   stats["by_mode"].get("error", 0) - probes, stats["total"],
+                                   probes)
 
 
 def outage_settings(s, policy=None):
@@ -382,11 +387,12 @@ def outage_settings(s, policy=None):
     return out
 
 
-def filter_outage_run(key, primary, fallback, s, failover):
-    """The outage through Envoy + filter (--concurrency 2) with `s['policy']`."""
+def filter_outage_run(key, primary, fallback, s, failover, recovery_probe=None):
+    """The outage through Envoy + filter (--concurrency 2) with `s['policy']`, and the
+    primary's `recovery_probe` when given."""
     clusters = [("openai", primary.port), ("anthropic", fallback.port)]
     e = procs.envoys({key: (f"outage-{key}", filter_proxy(
-        clusters, outage_filter_config(s["policy"], failover)), 2)})[key]
+        clusters, outage_filter_config(s["policy"], failover, recovery_probe)), 2)})[key]
     try:
         for _ in range(5):
             probe(chat_url(e))
@@ -397,7 +403,9 @@ def filter_outage_run(key, primary, fallback, s, failover):
         e.stop()
     log_outage(key, summary)
     settings = "seed settings" if s["policy"] == SEED_POLICY else "smoke settings"
-    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}",
+    probe = (f", recovery probe every {recovery_probe['interval']} s" if recovery_probe
+             else "")
+    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}{probe}",
             "concurrency": 2, "summary": summary, "timeline": results}
 
 
@@ -417,6 +425,15 @@ def case_outage(s):
             log(f"outage {key}: skipped, failover not available")
             continue
         out["runs"][key] = filter_outage_run(key, primary, fallback, s, fo)
+    if ok:
+        out["runs"]["filter_failover_probe"] = filter_outage_run(
+            "filter_failover_probe", primary, fallback, s, True, RECOVERY_PROBE)
+        # Sparse traffic, where the breaker hears of a recovery late without probes.
+        flap = {**s, **s["flapping"]}
+        out["flapping"] = {"settings": outage_settings(flap, s["policy"]), "runs": {}}
+        for key, rp in (("flapping", None), ("flapping_probe", RECOVERY_PROBE)):
+            out["flapping"]["runs"][key] = filter_outage_run(key, primary, fallback, flap,
+                                                             True, rp)
     primary.stop()
     fallback.stop()
     return out
@@ -425,7 +442,8 @@ def case_outage(s):
 def log_outage(key, sm):
     def f(x):
         return "-" if x is None else f"{x:.1f}"
-    log(f"  {key}: errors {sm['client_errors']}, dead-primary calls {sm['dead_primary_calls']}, "
+    log(f"  {key}: errors {sm['client_errors']}, dead-primary calls {sm['dead_primary_calls']} "
+        f"+ {sm.get('dead_primary_probe_calls', 0)} probes, "
         f"p50 {f(sm['p50_before_ms'])} -> {f(sm['p50_during_ms'])} ms, p99 "
         f"{f(sm['p99_before_ms'])} -> {f(sm['p99_during_ms'])} ms, back on primary after "
         f"{f(sm['first_on_primary_after_recovery_s'])} / "

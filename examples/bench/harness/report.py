@@ -245,6 +245,9 @@ def render_bench(res):
     oc = res.get("outage")
     if oc:
         L.append(outage_table(oc, "Envoy + filter"))
+        if oc.get("flapping"):
+            L.append(outage_table(oc["flapping"], "Envoy + filter, sparse traffic (flapping "
+                                                  "primary), with and without recovery probes"))
     return "\n".join(L)
 
 
@@ -334,7 +337,9 @@ def outage_table(oc, who):
             continue
         sm = run["summary"]
         served = ", ".join(f"{k2} {v}" for k2, v in sorted(sm["served_during"].items()))
-        L.append(f"| {run['label']} | {sm['client_errors']} | {sm['dead_primary_calls']} | "
+        probes = sm.get("dead_primary_probe_calls", 0)
+        dead = f"{sm['dead_primary_calls']}" + (f" (+ {probes} probes)" if probes else "")
+        L.append(f"| {run['label']} | {sm['client_errors']} | {dead} | "
                  f"{served} | {f_ms(sm['p50_before_ms'])} → {f_ms(sm['p50_during_ms'])} ms | "
                  f"{f_ms(sm['p99_before_ms'])} → {f_ms(sm['p99_during_ms'])} ms | "
                  f"{f_s(sm['first_on_primary_after_recovery_s'])} / "

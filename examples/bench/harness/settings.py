@@ -48,6 +48,10 @@ SEED_POLICY = {"failure_threshold": 5, "window_size": 60, "recovery_timeout": 30
 SMOKE_POLICY = {"failure_threshold": 2, "window_size": 10, "recovery_timeout": 1,
                 "success_threshold": 1}
 
+# The outage scenario's active recovery probe (README "Recovery probes").
+RECOVERY_PROBE = {"method": "GET", "path": "/v1/models", "interval": 2, "timeout": 1}
+PROBE_PATH = RECOVERY_PROBE["path"]
+
 # Goals from the issue (not assertions).
 TARGETS = {
     "throughput_ratio": 0.90,   # filter/bare, at least
@@ -65,9 +69,12 @@ ANCHORS = {
 
 # Run lengths. `outage` is (seconds before, seconds down, seconds after) at `rate` req/s.
 FULL = {"duration": 5, "reps": 3, "connections": 16, "warmup": 1,
-        "sizes": [1, 10, 100, 1000], "outage": (10, 60, 40), "rate": 20, "policy": SEED_POLICY}
+        "sizes": [1, 10, 100, 1000], "outage": (10, 60, 40), "rate": 20, "policy": SEED_POLICY,
+        # Sparse traffic: the primary flaps (down 60 s) under one request every 4 s.
+        "flapping": {"outage": (10, 60, 40), "rate": 0.25}}
 SMOKE = {"duration": 1, "reps": 1, "connections": 4, "warmup": 0,
-         "sizes": [1, 10], "outage": (1, 2, 2), "rate": 20, "policy": SMOKE_POLICY}
+         "sizes": [1, 10], "outage": (1, 2, 2), "rate": 20, "policy": SMOKE_POLICY,
+         "flapping": {"outage": (1, 2, 2), "rate": 2}}
 # The stream part of `make bench` (--only stream; `make bench-stream`): streamed and
 # non-streamed cases interleaved in one run, more repetitions than the per-request case;
 # `ttfb_requests` sequential requests per case and repetition time the first byte and token.
