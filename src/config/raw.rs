@@ -215,6 +215,8 @@ pub(super) struct RawPolicy {
     pub max_recovery_timeout: Option<f64>,
     pub recovery_jitter: Option<f64>,
     pub failure_conditions: Option<RawFailureConditions>,
+    pub retry: Option<RawRetry>,
+    pub response_timeout: Option<f64>,
 }
 
 impl RawPolicy {
@@ -243,7 +245,29 @@ impl RawPolicy {
                 .object("failure_conditions")?
                 .map(RawFailureConditions::read)
                 .transpose()?,
+            retry: o.object("retry")?.map(RawRetry::read).transpose()?,
+            response_timeout: o.value("response_timeout")?,
         })
+    }
+}
+
+/// `retry`: same-upstream retries before failover.
+#[derive(Clone)]
+pub(super) struct RawRetry {
+    pub attempts: Option<u32>,
+    pub on: Option<Vec<FailureReason>>,
+    pub max_retry_after: Option<f64>,
+}
+
+impl RawRetry {
+    fn read(mut o: Object) -> Result<RawRetry, ConfigError> {
+        let r = RawRetry {
+            attempts: o.value("attempts")?,
+            on: o.list("on")?,
+            max_retry_after: o.value("max_retry_after")?,
+        };
+        o.done()?;
+        Ok(r)
     }
 }
 

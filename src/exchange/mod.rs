@@ -24,11 +24,13 @@ mod held;
 pub mod local;
 mod request;
 mod response;
+mod retry;
 mod stream;
 pub mod usage;
 
 pub use body::{model_of, with_model, NotRewritable};
 pub use event::{Answer, Body, Effect, Event, Flow, Headers, Reply, Step, StreamInfo};
+pub use retry::retry_delay;
 
 use crate::breaker::Ticket;
 use crate::config::UpstreamId;
@@ -82,6 +84,9 @@ enum Phase {
     Streaming(Box<stream::Stream>),
     /// The served attempt failed; its response is held while a fallback is called.
     FailingOver(Failover),
+    /// An attempt failed and is tried again on the same upstream after a delay; the failed
+    /// response is held meanwhile.
+    Retrying(Box<Waiting>),
     /// Every fallback failed; the failed response goes to the client once its body is in.
     GivingUp(HeldResponse),
     /// The stream is over.
@@ -125,6 +130,30 @@ struct Failover {
     attempts: u32,
     /// The callout in flight.
     call: Option<Call>,
+}
+
+/// A retry waiting for its time.
+#[derive(Debug)]
+struct Waiting {
+    failover: Failover,
+    /// The upstream tried again.
+    upstream: UpstreamId,
+    /// When the retry goes out.
+    at_ms: u64,
+}
+
+impl Failover {
+    /// A failover of `a`'s request, holding `held`, with nothing called yet.
+    fn new(held: HeldResponse, a: &Attempt) -> Failover {
+        Failover {
+            held,
+            primary: a.primary,
+            tried: vec![a.upstream],
+            called: vec![a.upstream],
+            attempts: 0,
+            call: None,
+        }
+    }
 }
 
 /// The served attempt's failed response, kept in case every fallback fails too.
@@ -242,6 +271,8 @@ impl Exchange {
             Event::CalloutNotSent => self.on_callout_not_sent(rt),
             Event::Tick { stream } => match self.phase {
                 Phase::Streaming(_) => self.on_stream_tick(rt),
+                Phase::Retrying(_) => self.on_retry_tick(rt),
+                Phase::Sent(_) => self.on_sent_tick(rt),
                 _ => self.on_tick(rt, stream),
             },
             Event::Done { info } => {
@@ -257,6 +288,8 @@ impl Exchange {
         match &self.phase {
             Phase::HeldForBody(h) if h.wake_ms != u64::MAX => Some(h.wake_ms),
             Phase::Streaming(s) => s.wake_at(&config.upstream(s.attempt().upstream).policy),
+            Phase::Retrying(w) => Some(w.at_ms),
+            Phase::Sent(a) => retry::response_deadline(&config.upstream(a.upstream).policy, a),
             _ => None,
         }
     }
@@ -280,6 +313,7 @@ impl Exchange {
             Phase::Metering { .. } => "metering",
             Phase::Streaming(_) => "streaming",
             Phase::FailingOver(_) => "failing_over",
+            Phase::Retrying(_) => "retrying",
             Phase::GivingUp(_) => "giving_up",
             Phase::Finished => "finished",
         }

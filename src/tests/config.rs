@@ -539,3 +539,78 @@ fn failover_on_reads_every_reason_by_the_name_metrics_and_the_readme_give_it() {
         assert_eq!(c.failover.on, vec![reason]);
     }
 }
+
+#[test]
+fn retry_and_response_timeout_default_to_off_with_the_documented_retry_policy() {
+    let c = Config::from_json(MINIMAL).expect("valid");
+    let p = &c
+        .upstream(c.upstream_id("openai").expect("configured"))
+        .policy;
+    assert_eq!(p.retry.attempts, 0);
+    assert_eq!(
+        p.retry.on,
+        vec![
+            FailureReason::Status5xx,
+            FailureReason::ConnectFailure,
+            FailureReason::RateLimit
+        ]
+    );
+    assert_eq!(p.retry.max_retry_after_ms, 5_000);
+    assert_eq!(p.response_timeout_ms, None);
+}
+
+#[test]
+fn retry_and_response_timeout_are_read_per_upstream_over_the_defaults() {
+    let c = Config::from_json(
+        r#"{"defaults":{"retry":{"attempts":1},"response_timeout":2},
+            "upstreams":[{"name":"a","retry":{"on":["timeout"],"max_retry_after":1.5}},{"name":"b"}],
+            "routes":[{"upstream":"a"}]}"#,
+    )
+    .expect("valid");
+    let a = &c.upstream(c.upstream_id("a").expect("a")).policy;
+    assert_eq!(a.retry.attempts, 1, "inherited from defaults");
+    assert_eq!(a.retry.on, vec![FailureReason::Timeout]);
+    assert_eq!(a.retry.max_retry_after_ms, 1_500);
+    assert_eq!(a.response_timeout_ms, Some(2_000));
+    let b = &c.upstream(c.upstream_id("b").expect("b")).policy;
+    assert_eq!(b.retry.attempts, 1);
+    assert_eq!(b.retry.max_retry_after_ms, 5_000);
+}
+
+#[test]
+fn retry_and_response_timeout_errors_name_their_key() {
+    let up = |k: &str| with(&format!(r#"[{{"name":"a",{k}}}]"#), r#"[{"upstream":"a"}]"#);
+    let e = Config::from_json(&up(r#""retry":{"attempts":6}"#)).unwrap_err();
+    assert_eq!(e.path, "upstreams[0].retry.attempts");
+    assert_eq!(
+        e.kind,
+        ConfigErrorKind::OutOfRange("must be at most 5, got 6".to_string())
+    );
+    let e = Config::from_json(&up(r#""retry":{"on":[]}"#)).unwrap_err();
+    assert_eq!(e.path, "upstreams[0].retry.on");
+    assert_eq!(e.kind, ConfigErrorKind::Empty("failure reason"));
+    assert!(err(&up(r#""retry":{"on":["5xx"]}"#))
+        .starts_with("upstreams[0].retry.on[0]: unknown variant"));
+    assert_eq!(
+        err(&up(r#""retry":{"max_retry_after":0}"#)),
+        "upstreams[0].retry.max_retry_after: must be a duration in seconds, > 0 and <= 86400, got 0"
+    );
+    assert!(err(&up(r#""retry":{"attempt":1}"#)).starts_with("upstreams[0].retry"));
+    assert!(matches!(
+        Config::from_json(&up(r#""retry":{"attempt":1}"#))
+            .unwrap_err()
+            .kind,
+        ConfigErrorKind::Syntax(_)
+    ));
+    assert!(err(&up(r#""retry":{"attempts":-1}"#)).starts_with("upstreams[0].retry.attempts"));
+    assert_eq!(
+        err(&up(r#""response_timeout":-1"#)),
+        "upstreams[0].response_timeout: must be a duration in seconds, > 0 and <= 86400, got -1"
+    );
+    assert_eq!(
+        err(r#"{"defaults":{"response_timeout":"2s"},"upstreams":[{"name":"a"}],"routes":[{"upstream":"a"}]}"#)
+            .split(':')
+            .next(),
+        Some("defaults.response_timeout")
+    );
+}

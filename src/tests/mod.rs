@@ -16,6 +16,7 @@ mod health;
 mod judge;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
+mod retry;
 mod routing;
 mod runtime;
 mod sse;
