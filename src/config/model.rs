@@ -116,6 +116,8 @@ pub struct Upstream {
     /// This upstream followed by its fallbacks.
     pub chain: Vec<UpstreamId>,
     pub rewrite: Option<Rewrite>,
+    /// Where a request this upstream refused as too long for its context window is re-sent.
+    pub context_window_fallback: Option<UpstreamId>,
     pub policy: Policy,
 }
 
@@ -173,6 +175,8 @@ pub struct Policy {
     /// No response headers this long after the attempt went out: `timeout`, and the
     /// request fails over. Off by default.
     pub response_timeout_ms: Option<u64>,
+    /// How long a `quota_exhausted` failure keeps the breaker open (it opens at once).
+    pub quota_recovery_ms: u64,
 }
 
 /// `retry`: how often a failed attempt is tried again on the same upstream.
@@ -223,6 +227,7 @@ impl Default for Policy {
             conditions: FailureConditions::default(),
             retry: Retry::default(),
             response_timeout_ms: None,
+            quota_recovery_ms: 300_000,
         }
     }
 }
@@ -259,6 +264,7 @@ impl FailureConditions {
             FailureReason::StreamTruncated => self.stream_truncated,
             FailureReason::StreamStall => self.stream_stall,
             FailureReason::SlowFirstToken => self.slow_first_token,
+            FailureReason::QuotaExhausted => true,
         }
     }
 }

@@ -111,6 +111,9 @@ impl RawPolicy {
                 p.retry.max_retry_after_ms = duration_ms(&join_path(&k, "max_retry_after"), v)?;
             }
         }
+        if let Some(v) = self.quota_recovery_timeout {
+            p.quota_recovery_ms = duration_ms(&key("quota_recovery_timeout"), v)?;
+        }
         if let Some(v) = self.response_timeout {
             p.response_timeout_ms = Some(duration_ms(&key("response_timeout"), v)?);
         }

@@ -217,6 +217,7 @@ pub(super) struct RawPolicy {
     pub failure_conditions: Option<RawFailureConditions>,
     pub retry: Option<RawRetry>,
     pub response_timeout: Option<f64>,
+    pub quota_recovery_timeout: Option<f64>,
 }
 
 impl RawPolicy {
@@ -247,6 +248,7 @@ impl RawPolicy {
                 .transpose()?,
             retry: o.object("retry")?.map(RawRetry::read).transpose()?,
             response_timeout: o.value("response_timeout")?,
+            quota_recovery_timeout: o.value("quota_recovery_timeout")?,
         })
     }
 }
@@ -324,6 +326,7 @@ pub(super) struct RawUpstreamIdentity {
     pub callout_cluster: Option<String>,
     pub fallbacks: Vec<String>,
     pub rewrite: Option<RawRewrite>,
+    pub context_window_fallback: Option<String>,
 }
 
 impl RawUpstreamIdentity {
@@ -334,6 +337,7 @@ impl RawUpstreamIdentity {
             callout_cluster: o.value("callout_cluster")?,
             fallbacks: o.list("fallbacks")?.unwrap_or_default(),
             rewrite: o.object("rewrite")?.map(RawRewrite::read).transpose()?,
+            context_window_fallback: o.value("context_window_fallback")?,
         })
     }
 }

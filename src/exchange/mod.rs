@@ -18,6 +18,7 @@
 //! views and the returned effects. That is what the in-process tests drive.
 
 mod body;
+mod error_read;
 mod event;
 pub mod failover;
 mod held;
@@ -73,6 +74,8 @@ enum Phase {
     RewritingBody { attempt: Attempt, model: String },
     /// The request went to `attempt.upstream`; its response headers have not arrived.
     Sent(Attempt),
+    /// An error answer held at its headers while its body is read to judge it.
+    ReadingError(Box<error_read::ErrorRead>),
     /// The response is judged and flows to the client.
     Delivering,
     /// A JSON answer passing through; its end is kept to read its token usage.
@@ -265,6 +268,7 @@ impl Exchange {
             } => match self.phase {
                 Phase::Streaming(_) => self.on_stream_body(rt, len, end_of_stream, body),
                 Phase::Metering { .. } => self.on_metered_body(rt, len, end_of_stream, body),
+                Phase::ReadingError(_) => self.on_error_body(rt, len, end_of_stream, body),
                 _ => self.on_response_body(rt, len, end_of_stream, body),
             },
             Event::CalloutAnswered(answer) => self.on_callout(rt, answer),
@@ -309,6 +313,7 @@ impl Exchange {
             Phase::HeldForBody(_) => "held_for_body",
             Phase::RewritingBody { .. } => "rewriting_body",
             Phase::Sent(_) => "sent",
+            Phase::ReadingError(_) => "reading_error",
             Phase::Delivering => "delivering",
             Phase::Metering { .. } => "metering",
             Phase::Streaming(_) => "streaming",
@@ -329,6 +334,7 @@ impl Exchange {
                 attempt: Some(a), ..
             }) => rt.release(a.upstream, a.ticket),
             Phase::FailingOver(Failover { call: Some(c), .. }) => rt.release(c.upstream, c.ticket),
+            Phase::ReadingError(r) => rt.release(r.attempt.upstream, r.attempt.ticket),
             _ => {}
         }
     }

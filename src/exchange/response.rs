@@ -114,7 +114,7 @@ fn is_usable_answer(status: Option<u16>) -> bool {
 
 impl HeldResponse {
     /// Keeps what fits of a body chunk.
-    fn keep(&mut self, chunk: &[u8], end_of_stream: bool) {
+    pub(super) fn keep(&mut self, chunk: &[u8], end_of_stream: bool) {
         if self.complete {
             // A body already whole (a timed-out attempt's 504) takes nothing from a late
             // answer.
@@ -271,6 +271,21 @@ impl Exchange {
             let started = self.start_stream(rt, a, code, outcome, headers, may_fail_over);
             step.flow = started.flow;
             return step;
+        }
+        if end_of_stream != Some(true) && matches!(status, Some(400..=499)) {
+            let ct = headers.get("content-type");
+            if crate::error_body::worth_reading(status, ct.as_deref()) {
+                // Judged once its body says what kind of error it is.
+                self.phase = Phase::ReadingError(Box::new(super::error_read::ErrorRead {
+                    status: status.unwrap_or(400),
+                    outcome,
+                    headers: headers.all(),
+                    resendable: end_of_stream.is_some(),
+                    attempt: a,
+                }));
+                step.flow = super::Flow::Pause;
+                return step;
+            }
         }
         rt.record(a.upstream, a.ticket, now, &outcome);
         if content_type.is_some_and(|c| c.contains("json")) && end_of_stream != Some(true) {

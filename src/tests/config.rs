@@ -140,7 +140,8 @@ fn minimal_config_gets_the_documented_defaults() {
             FailureReason::StreamError,
             FailureReason::StreamTruncated,
             FailureReason::StreamStall,
-            FailureReason::SlowFirstToken
+            FailureReason::SlowFirstToken,
+            FailureReason::QuotaExhausted
         ],
         "slow calls succeeded: they are not re-sent"
     );
@@ -613,4 +614,44 @@ fn retry_and_response_timeout_errors_name_their_key() {
             .next(),
         Some("defaults.response_timeout")
     );
+}
+
+#[test]
+fn quota_recovery_timeout_and_context_window_fallback_are_read_and_checked() {
+    let c = Config::from_json(&with(
+        r#"[{"name":"a","context_window_fallback":"b","quota_recovery_timeout":60},{"name":"b"}]"#,
+        r#"[{"upstream":"a"}]"#,
+    ))
+    .expect("valid");
+    let (a, b) = (
+        c.upstream_id("a").expect("a"),
+        c.upstream_id("b").expect("b"),
+    );
+    assert_eq!(c.upstream(a).context_window_fallback, Some(b));
+    assert_eq!(c.upstream(a).policy.quota_recovery_ms, 60_000);
+    assert_eq!(c.upstream(b).context_window_fallback, None);
+    assert_eq!(c.upstream(b).policy.quota_recovery_ms, 300_000, "default");
+    let e = Config::from_json(&with(
+        r#"[{"name":"a","context_window_fallback":"zz"}]"#,
+        r#"[{"upstream":"a"}]"#,
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "upstreams[0].context_window_fallback");
+    assert_eq!(e.kind, ConfigErrorKind::UnknownUpstream("zz".to_string()));
+    assert_eq!(
+        err(&with(
+            r#"[{"name":"a","context_window_fallback":"a"}]"#,
+            r#"[{"upstream":"a"}]"#
+        )),
+        "upstreams[0].context_window_fallback: must name another upstream"
+    );
+    assert_eq!(
+        err(&with(
+            r#"[{"name":"a","quota_recovery_timeout":0}]"#,
+            r#"[{"upstream":"a"}]"#
+        )),
+        "upstreams[0].quota_recovery_timeout: must be a duration in seconds, > 0 and <= 86400, got 0"
+    );
+    assert!(err(r#"{"defaults":{"context_window_fallback":"a"},"upstreams":[{"name":"a"}],"routes":[{"upstream":"a"}]}"#)
+        .starts_with("defaults"), "an upstream key, not a policy key");
 }
