@@ -32,7 +32,16 @@ pub fn worth_reading(status: Option<u16>, content_type: Option<&str>) -> bool {
 
 /// Reads `body` (a prefix of at most [`ERROR_BODY_BYTES`] of a 4xx answer).
 pub fn read(body: &[u8]) -> ErrorKind {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+    // As text, so the parser the config already links is reused (a cut multi-byte
+    // character at the end leaves unparsable JSON either way).
+    let text = match std::str::from_utf8(body) {
+        Ok(t) => t,
+        Err(e) => body
+            .get(..e.valid_up_to())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or(""),
+    };
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
         return ErrorKind::Other;
     };
     let Some(e) = v.get("error").filter(|e| e.is_object()) else {

@@ -22,10 +22,12 @@ fn stack(primary: Value, route_timeout: Duration) -> Stack {
     let cfg = json!({
         "health_path": HEALTH_PATH,
         "tick_interval": 0.1,
-        "defaults": {"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 30},
+        "defaults": {"failure_threshold": 5, "success_threshold": 2, "recovery_timeout": 30,
+                     "recovery_jitter": 0},
         "upstreams": [
             openai,
-            {"name": "anthropic", "rewrite": {"model": "claude-3-5-sonnet-20241022"}}
+            {"name": "anthropic", "rewrite": {"model": "claude-3-5-sonnet-20241022"}},
+            {"name": "big", "cluster": "azure-openai", "rewrite": {"model": "gpt-4.1"}}
         ],
         "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]
     });
@@ -145,4 +147,96 @@ fn a_silent_primary_is_abandoned_at_response_timeout_and_the_fallback_answers() 
     s.openai.set_mode(r#"{"mode":"healthy"}"#);
     let r = s.chat();
     assert_eq!((r.status, served_by(&r)), (200, "openai"));
+}
+
+fn requests(s: &Stack, upstream: &str, outcome: &str) -> Option<f64> {
+    s.metric(
+        "circuit_breaker_requests",
+        &[("upstream", upstream), ("outcome", outcome)],
+    )
+}
+
+#[test]
+fn insufficient_quota_opens_the_breaker_at_once_and_keeps_it_open_for_quota_recovery_timeout() {
+    let s = stack(
+        json!({"quota_recovery_timeout": 3}),
+        Duration::from_secs(30),
+    );
+    s.openai.set_mode(r#"{"mode":"quota"}"#);
+    let r = s.chat();
+    let opened = Instant::now();
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(s.state("openai"), "open", "one quota error is enough");
+    assert_eq!(
+        s.metric(
+            "circuit_breaker_failures",
+            &[("upstream", "openai"), ("reason", "quota_exhausted")]
+        ),
+        Some(1.0)
+    );
+    for _ in 0..3 {
+        assert_eq!(served_by(&s.chat()), "anthropic");
+    }
+    assert_eq!(s.openai.hits(), 1, "no more calls to a used-up account");
+    std::thread::sleep(Duration::from_millis(2_500).saturating_sub(opened.elapsed()));
+    assert_eq!(s.state("openai"), "open", "still open at 2.5 s");
+    s.wait_state("openai", "half_open", Duration::from_secs(2));
+    let after = opened.elapsed();
+    assert!(after >= Duration::from_secs(3), "{after:?}");
+}
+
+#[test]
+fn a_prompt_too_long_is_served_by_the_larger_upstream_and_counts_no_failure() {
+    let s = stack(
+        json!({"context_window_fallback": "big"}),
+        Duration::from_secs(30),
+    );
+    s.openai.set_mode(r#"{"mode":"context_length"}"#);
+    let r = s.chat();
+    assert_eq!((r.status, served_by(&r)), (200, "big"), "{}", r.text());
+    assert_eq!(
+        r.json()["model"],
+        "gpt-4.1",
+        "the larger upstream's rewrite"
+    );
+    assert_eq!(r.header("x-ai-cb-failover"), Some("openai->big"));
+    assert_eq!(s.azure.hits(), 1);
+    assert_eq!(s.anthropic.hits(), 0, "not a failover to the fallbacks");
+    assert_eq!(requests(&s, "openai", "ignored"), Some(1.0));
+    assert_eq!(
+        requests(&s, "openai", "failure").unwrap_or(0.0),
+        0.0,
+        "never a failure"
+    );
+    assert_eq!(s.state("openai"), "closed");
+}
+
+#[test]
+fn without_a_context_window_fallback_the_400_passes_through_untouched() {
+    let s = stack(json!({}), Duration::from_secs(30));
+    s.openai.set_mode(r#"{"mode":"context_length"}"#);
+    let r = s.chat();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    assert_eq!(s.anthropic.hits() + s.azure.hits(), 0);
+}
+
+#[test]
+fn a_content_policy_400_reaches_the_client_unchanged() {
+    let s = stack(json!({}), Duration::from_secs(30));
+    s.openai.set_mode(r#"{"mode":"content_policy"}"#);
+    let direct = post_chat(&s.openai.addr(), "gpt-4o-mini", &[]);
+    let r = s.chat();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body, direct.body, "the provider's body, byte for byte");
+    assert_eq!(r.json()["error"]["code"], "content_policy_violation");
+    assert_eq!(r.header("x-ai-cb-failover"), None);
+    assert_eq!(s.anthropic.hits(), 0, "no failover");
+    assert_eq!(requests(&s, "openai", "ignored"), Some(1.0));
+    assert_eq!(requests(&s, "openai", "failure").unwrap_or(0.0), 0.0);
 }
