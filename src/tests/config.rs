@@ -655,3 +655,11 @@ fn quota_recovery_timeout_and_context_window_fallback_are_read_and_checked() {
     assert!(err(r#"{"defaults":{"context_window_fallback":"a"},"upstreams":[{"name":"a"}],"routes":[{"upstream":"a"}]}"#)
         .starts_with("defaults"), "an upstream key, not a policy key");
 }
+
+#[test]
+fn the_fuzz_seed_with_every_key_is_a_valid_config() {
+    let json = include_str!("../../tests/fuzz/corpus/config/every_key.json");
+    if let Err(e) = Config::from_json(json) {
+        panic!("every_key.json: {e}");
+    }
+}
