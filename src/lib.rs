@@ -24,6 +24,7 @@ pub mod alert;
 pub mod breaker;
 pub mod classify;
 pub mod config;
+pub mod error_body;
 pub mod exchange;
 pub mod health;
 pub mod hints;

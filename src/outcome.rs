@@ -31,10 +31,13 @@ pub enum FailureReason {
     StreamStall,
     /// No first content token within `first_token_timeout`.
     SlowFirstToken,
+    /// The account's quota or credit is used up (OpenAI `insufficient_quota`, Anthropic's
+    /// billing errors): it opens the breaker at once, for `quota_recovery_timeout`.
+    QuotaExhausted,
 }
 
 impl FailureReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     pub const ALL: [FailureReason; FailureReason::COUNT] = [
         FailureReason::Status5xx,
@@ -46,6 +49,7 @@ impl FailureReason {
         FailureReason::StreamTruncated,
         FailureReason::StreamStall,
         FailureReason::SlowFirstToken,
+        FailureReason::QuotaExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl FailureReason {
             FailureReason::StreamTruncated => "stream_truncated",
             FailureReason::StreamStall => "stream_stall",
             FailureReason::SlowFirstToken => "slow_first_token",
+            FailureReason::QuotaExhausted => "quota_exhausted",
         }
     }
 
@@ -74,6 +79,7 @@ impl FailureReason {
             FailureReason::StreamTruncated => 7,
             FailureReason::StreamStall => 8,
             FailureReason::SlowFirstToken => 9,
+            FailureReason::QuotaExhausted => 10,
         }
     }
 

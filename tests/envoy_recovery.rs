@@ -61,7 +61,12 @@ fn a_flapping_primary_gets_its_traffic_back_within_two_probe_intervals_of_recove
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(40) {
         let r = s.chat();
-        assert_eq!(r.status, 200, "the client never sees the outage: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "the client never sees the outage: {}",
+            r.text()
+        );
         let who = served_by(&r).to_string();
         served.push(who.clone());
         if who == "openai" && now_ms() > recovered {
@@ -85,7 +90,10 @@ fn a_flapping_primary_gets_its_traffic_back_within_two_probe_intervals_of_recove
     );
     // Within about two intervals: the first probe after recovery (<= 2 s + a tick) moves
     // the breaker to HALF_OPEN, and the next request (<= 2 s later) goes to the primary.
-    assert!(after <= 5_000, "back {after} ms after recovery; served: {served:?}");
+    assert!(
+        after <= 5_000,
+        "back {after} ms after recovery; served: {served:?}"
+    );
     assert_eq!(
         live_down, 5,
         "only the failure_threshold calls reach the dead primary; probes do the rest"
@@ -125,7 +133,11 @@ fn without_a_recovery_probe_nothing_is_probed_and_recovery_timeout_decides() {
     let opened = Instant::now();
     s.openai.mode("healthy");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(s.state("openai"), "open", "a healthy primary waits out recovery_timeout");
+    assert_eq!(
+        s.state("openai"),
+        "open",
+        "a healthy primary waits out recovery_timeout"
+    );
     s.wait_state("openai", "half_open", Duration::from_secs(3));
     println!(
         "without a probe: half-open {:.1} s after opening (recovery_timeout 4 s)",

@@ -153,6 +153,26 @@ fn compile_upstreams(
             )?),
             None => None,
         };
+        let context_window_fallback = match &id.context_window_fallback {
+            Some(name) => {
+                let path = format!("{base}.context_window_fallback");
+                let target = identities
+                    .iter()
+                    .position(|o| &o.name == name)
+                    .map(UpstreamId::new)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            path.clone(),
+                            ConfigErrorKind::UnknownUpstream(name.clone()),
+                        )
+                    })?;
+                if target == UpstreamId::new(i) {
+                    return Err(ConfigError::range(path, "must name another upstream"));
+                }
+                Some(target)
+            }
+            None => None,
+        };
         let chain = std::iter::once(UpstreamId::new(i))
             .chain(fallbacks.iter().copied())
             .collect();
@@ -163,6 +183,7 @@ fn compile_upstreams(
             fallbacks,
             chain,
             rewrite,
+            context_window_fallback,
             policy,
             recovery_probe,
         });

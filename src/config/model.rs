@@ -30,6 +30,9 @@ impl UpstreamId {
 /// Most probes a half-open breaker may admit at once; bounds the encoded state size.
 pub const MAX_HALF_OPEN_REQUESTS: u32 = 64;
 
+/// Most same-upstream retries one attempt may get (`retry.attempts`).
+pub const MAX_RETRY_ATTEMPTS: u32 = 5;
+
 /// The validated filter configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -113,6 +116,8 @@ pub struct Upstream {
     /// This upstream followed by its fallbacks.
     pub chain: Vec<UpstreamId>,
     pub rewrite: Option<Rewrite>,
+    /// Where a request this upstream refused as too long for its context window is re-sent.
+    pub context_window_fallback: Option<UpstreamId>,
     pub policy: Policy,
     /// The active health check sent while the breaker is OPEN; off when `None`.
     pub recovery_probe: Option<RecoveryProbe>,
@@ -180,6 +185,38 @@ pub struct Policy {
     pub max_recovery_ms: u64,
     pub recovery_jitter: f64,
     pub conditions: FailureConditions,
+    /// Same-upstream retries before failover.
+    pub retry: Retry,
+    /// No response headers this long after the attempt went out: `timeout`, and the
+    /// request fails over. Off by default.
+    pub response_timeout_ms: Option<u64>,
+    /// How long a `quota_exhausted` failure keeps the breaker open (it opens at once).
+    pub quota_recovery_ms: u64,
+}
+
+/// `retry`: how often a failed attempt is tried again on the same upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// Retries after the first attempt (0: off).
+    pub attempts: u32,
+    /// The failures that are retried.
+    pub on: Vec<FailureReason>,
+    /// A provider asking to wait longer than this is not retried: the request fails over.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 0,
+            on: vec![
+                FailureReason::Status5xx,
+                FailureReason::ConnectFailure,
+                FailureReason::RateLimit,
+            ],
+            max_retry_after_ms: 5_000,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -203,6 +240,9 @@ impl Default for Policy {
             max_recovery_ms: 300_000,
             recovery_jitter: 0.1,
             conditions: FailureConditions::default(),
+            retry: Retry::default(),
+            response_timeout_ms: None,
+            quota_recovery_ms: 300_000,
         }
     }
 }
@@ -239,6 +279,7 @@ impl FailureConditions {
             FailureReason::StreamTruncated => self.stream_truncated,
             FailureReason::StreamStall => self.stream_stall,
             FailureReason::SlowFirstToken => self.slow_first_token,
+            FailureReason::QuotaExhausted => true,
         }
     }
 }

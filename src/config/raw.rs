@@ -215,6 +215,9 @@ pub(super) struct RawPolicy {
     pub max_recovery_timeout: Option<f64>,
     pub recovery_jitter: Option<f64>,
     pub failure_conditions: Option<RawFailureConditions>,
+    pub retry: Option<RawRetry>,
+    pub response_timeout: Option<f64>,
+    pub quota_recovery_timeout: Option<f64>,
 }
 
 impl RawPolicy {
@@ -243,7 +246,30 @@ impl RawPolicy {
                 .object("failure_conditions")?
                 .map(RawFailureConditions::read)
                 .transpose()?,
+            retry: o.object("retry")?.map(RawRetry::read).transpose()?,
+            response_timeout: o.value("response_timeout")?,
+            quota_recovery_timeout: o.value("quota_recovery_timeout")?,
         })
+    }
+}
+
+/// `retry`: same-upstream retries before failover.
+#[derive(Clone)]
+pub(super) struct RawRetry {
+    pub attempts: Option<u32>,
+    pub on: Option<Vec<FailureReason>>,
+    pub max_retry_after: Option<f64>,
+}
+
+impl RawRetry {
+    fn read(mut o: Object) -> Result<RawRetry, ConfigError> {
+        let r = RawRetry {
+            attempts: o.value("attempts")?,
+            on: o.list("on")?,
+            max_retry_after: o.value("max_retry_after")?,
+        };
+        o.done()?;
+        Ok(r)
     }
 }
 
@@ -301,6 +327,7 @@ pub(super) struct RawUpstreamIdentity {
     pub fallbacks: Vec<String>,
     pub rewrite: Option<RawRewrite>,
     pub recovery_probe: Option<RawRecoveryProbe>,
+    pub context_window_fallback: Option<String>,
 }
 
 impl RawUpstreamIdentity {
@@ -315,6 +342,7 @@ impl RawUpstreamIdentity {
                 .object("recovery_probe")?
                 .map(RawRecoveryProbe::read)
                 .transpose()?,
+            context_window_fallback: o.value("context_window_fallback")?,
         })
     }
 }

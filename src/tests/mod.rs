@@ -8,6 +8,7 @@ mod breaker;
 pub(crate) mod case;
 mod classify;
 mod config;
+mod error_body;
 mod exchange;
 mod failover;
 pub(crate) mod fake;
@@ -17,6 +18,7 @@ mod judge;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
 mod recovery;
+mod retry;
 mod routing;
 mod runtime;
 mod sse;
