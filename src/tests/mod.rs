@@ -8,6 +8,7 @@ mod breaker;
 pub(crate) mod case;
 mod classify;
 mod config;
+mod driver;
 mod exchange;
 mod failover;
 pub(crate) mod fake;
