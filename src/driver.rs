@@ -214,16 +214,19 @@ impl<H: Host> Driver<H> {
     }
 
     /// A callout's answer delivered to the root context (`None`: the host has none): the
-    /// answer to a callout an exchange dispatched from the root, or to an alert webhook.
+    /// answer to a callout an exchange dispatched from the root, or to an alert webhook. The
+    /// answer to a stream that went away is dropped (its end freed what the callout held).
     pub fn on_callout_answer(&self, host: &dyn StreamHost, token: u32, answer: Option<Answer<'_>>) {
         let owner = self.watched.try_borrow_mut().ok().and_then(|mut w| {
             let i = w.iter().position(|x| x.root_call == Some(token))?;
-            let x = w.swap_remove(i);
-            Some((x.context_id, x.exchange.upgrade()?))
+            Some(w.swap_remove(i))
         });
         match owner {
-            Some((id, cell)) => {
-                self.drive_from_root(host, id, &cell, Event::CalloutAnswered(answer));
+            Some(w) => {
+                if let Some(cell) = w.exchange.upgrade() {
+                    let event = Event::CalloutAnswered(answer);
+                    self.drive_from_root(host, w.context_id, &cell, event);
+                }
             }
             None => {
                 let status = answer.and_then(|a| a.headers.get(":status"));

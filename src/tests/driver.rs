@@ -207,8 +207,9 @@ fn a_stream_the_host_cannot_enter_is_not_driven() {
 const SSE_ROLE: &str =
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
 
-#[test]
-fn a_callout_dispatched_on_a_tick_is_answered_through_the_root() {
+/// A held stream past its first-token deadline: the timer fails it over, the callout
+/// (token 1) dispatched from the root.
+fn failed_over_on_a_tick() -> (Driver<FakeHost>, FakeProxy, Stream) {
     let json = CONFIG.replace(
         r#""success_threshold": 1}"#,
         r#""success_threshold": 1, "first_token_timeout": 2}"#,
@@ -244,12 +245,29 @@ fn a_callout_dispatched_on_a_tick_is_answered_through_the_root() {
     d.on_tick(&p);
     assert_eq!(calls(&p.take()), ["anthropic"], "dispatched from the root");
     assert_eq!(count(&d, "failures{openai,slow_first_token}"), 1);
+    (d, p, s)
+}
+
+#[test]
+fn a_callout_dispatched_on_a_tick_is_answered_through_the_root() {
+    let (d, p, mut s) = failed_over_on_a_tick();
     answer_of(200, |a| s.on_callout_answer(&d, &p, 1, a));
     assert!(p.take().is_empty(), "the stream did not dispatch it");
     answer_of(200, |a| d.on_callout_answer(&p, 1, a));
     assert_eq!(*p.entered.borrow(), [CTX, CTX]);
     assert_eq!(reply_status(&p.take()), Some(200));
     assert_eq!(count(&d, "failovers{openai,anthropic,success}"), 1);
+    assert_eq!(count(&d, "alerts{sent}") + count(&d, "alerts{failed}"), 0);
+}
+
+#[test]
+fn an_answer_for_a_stream_that_went_away_is_dropped_not_counted_as_an_alert() {
+    let (d, p, mut s) = failed_over_on_a_tick();
+    s.on_event(&d, &p, Event::Done { info: &p.info });
+    drop(s);
+    answer_of(200, |a| d.on_callout_answer(&p, 1, a));
+    assert_eq!(*p.entered.borrow(), [CTX], "only the tick entered it");
+    assert!(p.take().is_empty());
     assert_eq!(count(&d, "alerts{sent}") + count(&d, "alerts{failed}"), 0);
 }
 
