@@ -1,7 +1,7 @@
 //! JSON documents written straight into a `String`, byte for byte as `json!(..).to_string()`
 //! writes them (keys in the order given, which callers keep sorted as serde_json's map does).
 //!
-//! Building a `serde_json::Value` tree to print it once cost the alert payloads ~7 KB of the
+//! Building a `serde_json::Value` tree to print it once cost the alert payloads and the health document ~7 KB of the
 //! 400 KiB wasm budget in allocation and drop code; writing the text directly costs a few
 //! hundred bytes.
 
@@ -47,6 +47,14 @@ impl Object {
         }
     }
 
+    /// A float as serde_json prints it (shortest digits), `null` when absent or not finite.
+    pub fn opt_float(self, key: &str, value: Option<f64>) -> Object {
+        match value.and_then(serde_json::Number::from_f64) {
+            Some(n) => self.raw(key, &n.to_string()),
+            None => self.raw(key, "null"),
+        }
+    }
+
     pub fn bool(self, key: &str, value: bool) -> Object {
         self.raw(key, if value { "true" } else { "false" })
     }
@@ -73,6 +81,13 @@ impl Default for Object {
 /// A JSON array of elements that are JSON text already.
 pub fn array(items: &[String]) -> String {
     format!("[{}]", items.join(","))
+}
+
+/// `s` as a JSON string.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    quote(&mut out, s);
+    out
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it.
