@@ -32,6 +32,7 @@ pub mod exchange;
 pub mod health;
 pub mod hints;
 pub mod host;
+pub mod json_out;
 pub mod metrics;
 pub mod outcome;
 pub mod recovery;

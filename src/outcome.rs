@@ -5,15 +5,18 @@
 //! classifier (which produces outcomes), the breaker (which counts them) and the metrics (which
 //! label them) depend on it and not on each other.
 
+// serde derives these enums in tests only, as the oracle of src/tests/config_fields.rs: the
+// filter reads them through `config::field`, with the same messages.
+#[cfg(test)]
 use serde::Deserialize;
 
 /// Why a call counted as a provider failure. The names are the metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum FailureReason {
     /// A status listed in `failure_conditions.status_codes` (5xx and Anthropic's 529).
     /// (`snake_case` alone would read it as `status5xx`, not its documented name.)
-    #[serde(rename = "status_5xx")]
+    #[cfg_attr(test, serde(rename = "status_5xx"))]
     Status5xx,
     /// The upstream did not answer in time.
     Timeout,

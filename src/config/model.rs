@@ -4,6 +4,9 @@
 //! facts the request path would otherwise recompute (does any route look at the host or the
 //! body, each primary's candidate chain, which fallbacks edit the body) are computed once.
 
+// serde derives these enums in tests only, as the oracle of src/tests/config_fields.rs: the
+// filter reads them through `config::field`, with the same messages.
+#[cfg(test)]
 use serde::Deserialize;
 
 use crate::outcome::FailureReason;
@@ -300,8 +303,8 @@ impl Default for FailureConditions {
 }
 
 /// How a breaker acts on traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum Mode {
     /// Track state and short-circuit open upstreams.
     Enforce,
@@ -365,16 +368,16 @@ pub struct Alerting {
     pub on: Vec<AlertOn>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum AlertFormat {
     Slack,
     Json,
 }
 
 /// Which transitions raise an alert, named after the state entered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum AlertOn {
     Open,
     HalfOpen,

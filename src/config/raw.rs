@@ -1,7 +1,7 @@
 //! The serde layer: the JSON configuration exactly as users write it, read key by key.
 //!
-//! Every value is typed by serde (`serde_json::from_value`) where it stands, so an error
-//! names its full key path (`upstreams[1].failure_conditions.status_codes[2]: invalid type:
+//! Every value is typed where it stands by [`Field::read`] (serde_json's messages, one
+//! reader per type), so an error names its full key path (`upstreams[1].failure_conditions.status_codes[2]: invalid type:
 //! string "x", expected u16`), and every object rejects keys it does not know, naming the
 //! ones it does. Nothing is validated here beyond JSON types: [`super::compile`] turns these
 //! values into the typed [`super::Config`].
@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{join_path, ConfigError, ConfigErrorKind};
+use super::field::Field;
 use super::model::{AlertFormat, AlertOn, Mode};
 use crate::outcome::FailureReason;
 
@@ -28,11 +28,6 @@ pub(super) struct Object {
 
 fn syntax(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::new(path, ConfigErrorKind::Syntax(message.into()))
-}
-
-/// Types `value` as `T`, reporting serde's message at `path`.
-fn typed<T: DeserializeOwned>(path: &str, value: Value) -> Result<T, ConfigError> {
-    serde_json::from_value(value).map_err(|e| syntax(path, e.to_string()))
 }
 
 impl Object {
@@ -57,15 +52,12 @@ impl Object {
     }
 
     /// The value at `key`, if present.
-    pub fn value<T: DeserializeOwned>(
-        &mut self,
-        key: &'static str,
-    ) -> Result<Option<T>, ConfigError> {
-        self.take(key).map(|(p, v)| typed(&p, v)).transpose()
+    pub fn value<T: Field>(&mut self, key: &'static str) -> Result<Option<T>, ConfigError> {
+        self.take(key).map(|(p, v)| T::read(&p, v)).transpose()
     }
 
     /// The value at `key`, which must be present.
-    pub fn required<T: DeserializeOwned>(&mut self, key: &'static str) -> Result<T, ConfigError> {
+    pub fn required<T: Field>(&mut self, key: &'static str) -> Result<T, ConfigError> {
         let path = self.path.clone();
         self.value(key)?
             .ok_or_else(|| syntax(path, format!("missing field `{key}`")))
@@ -77,11 +69,8 @@ impl Object {
     }
 
     /// The list at `key`, each element typed at `key[i]`.
-    pub fn list<T: DeserializeOwned>(
-        &mut self,
-        key: &'static str,
-    ) -> Result<Option<Vec<T>>, ConfigError> {
-        self.elements(key, |p, v| typed(&p, v))
+    pub fn list<T: Field>(&mut self, key: &'static str) -> Result<Option<Vec<T>>, ConfigError> {
+        self.elements(key, |p, v| T::read(&p, v))
     }
 
     /// The list of objects at `key`.

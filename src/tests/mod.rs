@@ -8,6 +8,7 @@ mod breaker;
 pub(crate) mod case;
 mod classify;
 mod config;
+mod config_fields;
 mod driver;
 mod error_body;
 mod exchange;
