@@ -14,6 +14,12 @@
 #                       src/adapter/exports.txt, 10 interleaved repetitions:
 #                       target/bench/results-exports.json and its table in BENCHMARKS.md
 #   make bench-modules  the modules those cases compare (target/bench/modules/)
+#   make bench-before-after [BASE=305c66c]
+#                       the success path of BASE's release module (built by its own `make
+#                       build` in a temporary worktree, mk/base-module.sh) and of this one,
+#                       beside bare Envoy and the empty filter, 10 interleaved repetitions
+#                       (~5 min, plus the base's build once): target/bench/results-before-after.json
+#                       and its table in BENCHMARKS.md
 #
 # Load generator: wrk, the Debian package (installed here when missing).
 
@@ -31,7 +37,7 @@ PORTKEY_DIR   := .tools/portkey
 PORTKEY_JS    := $(PORTKEY_DIR)/node_modules/@portkey-ai/gateway/build/start-server.js
 
 .PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk bench-modules \
-        bench-exports portkey
+        bench-exports bench-base-module bench-before-after portkey
 
 # The modules the filter is compared with, post-processed like the release build
 # (mk/wasm-post.sh): the proxy-wasm SDK with empty contexts (examples/bench/empty-filter) and
@@ -63,6 +69,17 @@ bench: build envoy mock bench-wrk bench-modules
 
 bench-exports: build envoy mock bench-wrk bench-modules
 	$(BENCH_PY) exports
+
+# The commit compared with in bench-before-after: 305c66c is the last commit before the
+# exchange-core restructure (#10).
+BASE        ?= 305c66c
+BASE_MODULE := $(BENCH_MODULES)/base.wasm
+
+bench-base-module:
+	mk/base-module.sh $(BASE) $(BASE_MODULE)
+
+bench-before-after: build envoy mock bench-wrk bench-modules bench-base-module
+	$(BENCH_PY) before-after
 
 # The smoke runs the peers' code path with Portkey (a small npm install, skipped with a note
 # where npm is missing); with LiteLLM too once bench-peers has installed it.

@@ -84,6 +84,14 @@ def per_request_variants(ok, err):
         v[k] = (what, filter_proxy(both, {} if empty else filter_config(two_upstreams(), V1),
                                    wasm=procs.module(module)), 1,
                 (200, "-" if empty else "openai"))
+    # Before/after (make bench-before-after): another commit's module as it shipped ("base",
+    # present only when that run snapshotted it) and this one's release build, same config.
+    ba = filter_config(two_upstreams(), V1, failover=FO_ON)
+    if procs.has_module("base"):
+        v["base_c1"] = ("base commit's module, defaults, two upstreams, failover on",
+                        filter_proxy(both, ba, wasm=procs.module("base")), 1, (200, "openai"))
+    v["current_c1"] = ("current module, defaults, two upstreams, failover on",
+                       filter_proxy(both, ba), 1, (200, "openai"))
     v["passthrough_c1"] = (
         "filter loaded, no filter route matches (VM floor)",
         filter_proxy(both, filter_config(two_upstreams(),
@@ -136,13 +144,21 @@ RATIO_PAIRS = {"c1": ("filter_c1", "bare_c1"), "c2": ("filter_c2", "bare_c2"),
                "c1_exports_kept": ("exports_kept_c1", "bare_c1"),
                # The export trimming itself: trimmed module / the same module untrimmed.
                "exports_kept_vs_all": ("exports_kept_c1", "exports_all_c1"),
-               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1")}
+               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1"),
+               # Before/after: each module against bare Envoy, the floor, and each other.
+               "c1_base": ("base_c1", "bare_c1"),
+               "c1_current": ("current_c1", "bare_c1"),
+               "base_vs_empty": ("base_c1", "empty_c1"),
+               "current_vs_empty": ("current_c1", "empty_c1"),
+               "current_vs_base": ("current_c1", "base_c1")}
 
 
 def case_per_request(ok, err, s):
     variants = per_request_variants(ok, err)
     if s.get("variants"):
         variants = {k: v for k, v in variants.items() if k in s["variants"]}
+    else:   # the before/after cases only where asked for (make bench-before-after)
+        variants = {k: v for k, v in variants.items() if k not in ("base_c1", "current_c1")}
     log(f"per-request: starting {len(variants)} Envoys")
     envoys = procs.envoys({k: (k, cfg, conc) for k, (_, cfg, conc, _) in variants.items()})
     script = wrk_script("chat")

@@ -13,8 +13,8 @@ import os
 
 from launcher import ROOT
 
-from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_EXPORTS, RESULTS_PEERS,
-                       TARGETS, log)
+from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_BEFORE_AFTER,
+                       RESULTS_EXPORTS, RESULTS_PEERS, TARGETS, log)
 
 
 def f_int(x):
@@ -294,6 +294,66 @@ def render_exports(res):
     return "\n".join(L)
 
 
+def render_before_after(res):
+    """make bench-before-after: another commit's module (base) and this one (current), each as
+    its commit's `make build` shipped it, beside bare Envoy and the empty filter of the same
+    run."""
+    pr = res["per_request"]
+    v, ratios = pr["variants"], pr["ratios"]
+    mc = res["meta"]["machine"]
+    sizes = mc.get("modules", {})
+    L = run_header(res)
+    base_commit = mc.get("base_commit", "?")
+    L.append(f"Base: commit {base_commit[:7]}, its release module as its own `make build` "
+             f"wrote it ({sizes.get('base', {}).get('bytes', 0):,} bytes, every callback "
+             f"export the SDK makes). Current: commit {mc['commit']}, `make build` "
+             f"({mc['wasm_bytes']:,} bytes, callback exports trimmed to "
+             f"src/adapter/exports.txt). Both get the same filter config: defaults, two "
+             f"upstreams (openai → anthropic), failover on; the request is served by openai.")
+    L.append("")
+    L.append("| case (--concurrency 1) | module | req/s | × bare | CPU µs/req | CPU × bare | "
+             "CPU × floor | CPU added over bare µs/req | over the floor |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    bare, floor = v.get("bare_c1", {}), v.get("empty_c1", {})
+
+    def med(e):
+        return e.get("cpu_us_per_req", {}).get("median") if e.get("runs") else None
+    for k, size in (("bare_c1", None), ("empty_c1", sizes.get("empty_all_exports")),
+                    ("base_c1", sizes.get("base")), ("current_c1", {"bytes": mc["wasm_bytes"]})):
+        e = v.get(k)
+        if not e or not e.get("runs"):
+            continue
+        c, cb, cf = med(e), med(bare), med(floor)
+        tx = e["rps"]["median"] / bare["rps"]["median"] if bare.get("rps") else None
+        module = f"{size['bytes']:,} bytes" if size else "–"
+        L.append(f"| {e['label']} | {module} | "
+                 f"{f_med(e['rps'])} | {f2(tx)} | {f_med(e['cpu_us_per_req'], f1)} | "
+                 f"{f2(c / cb if cb else None)} | {f2(c / cf if cf else None)} | "
+                 f"{'–' if cb is None else f'{c - cb:+.1f}'} | "
+                 f"{'–' if cf is None else f'{c - cf:+.1f}'} |")
+    L.append("")
+    L.append("Each repetition against its neighbour in the interleaved order (bare, floor, base, "
+             "current, bare, …):")
+    L.append("")
+    L.append("| pair | CPU/request ratio, median (min–max) | CPU µs/request difference, "
+             "median (min–max) | repetitions with less CPU | throughput ratio, median "
+             "(min–max) |")
+    L.append("|---|---|---|---|---|")
+    for tag, what in (("current_vs_base", "current ÷ base"),
+                      ("base_vs_empty", "base ÷ empty filter (floor)"),
+                      ("current_vs_empty", "current ÷ empty filter (floor)"),
+                      ("c1_base", "base ÷ bare Envoy"),
+                      ("c1_current", "current ÷ bare Envoy")):
+        r = ratios.get(tag)
+        if not r or not r.get("cpu_paired"):
+            continue
+        c, d, t = r["cpu_paired"], r["cpu_added_paired"], r["throughput_paired"]
+        L.append(f"| {what} | {f_med(c, f2)} | {f_med(d, lambda x: f'{x:+.1f}')} | "
+                 f"{d['lower_in']} of {d['n']} | {f_med(t, f2)} |")
+    L.append("")
+    return "\n".join(L)
+
+
 def all_runs(res):
     """Every wrk run of a `make bench` result."""
     for v in (res.get("upstream_check") or {}).values():
@@ -435,7 +495,9 @@ def render_markdown(path=BENCH_MD):
         text = SKELETON
     for tag, results, render in (("bench", RESULTS, render_bench),
                                  ("bench-peers", RESULTS_PEERS, render_peers),
-                                 ("bench-exports", RESULTS_EXPORTS, render_exports)):
+                                 ("bench-exports", RESULTS_EXPORTS, render_exports),
+                                 ("bench-before-after", RESULTS_BEFORE_AFTER,
+                                  render_before_after)):
         if os.path.exists(results):
             with open(results) as f:
                 text = replace_section(text, tag, render(json.load(f)))
