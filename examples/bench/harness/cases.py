@@ -9,7 +9,11 @@ does not route as expected.
 """
 
 import datetime
+import json
+import os
 import re
+import shutil
+import subprocess
 
 from . import procs
 from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter_proxy,
@@ -86,7 +90,7 @@ def per_request_variants(ok, err):
                 (200, "-" if empty else "openai"))
     # Before/after (make bench-before-after): another commit's module as it shipped ("base",
     # present only when that run snapshotted it) and this one's release build, same config.
-    ba = filter_config(two_upstreams(), V1, failover=FO_ON)
+    ba = before_after_config()
     if procs.has_module("base"):
         v["base_c1"] = ("base commit's module, defaults, two upstreams, failover on",
                         filter_proxy(both, ba, wasm=procs.module("base")), 1, (200, "openai"))
@@ -212,6 +216,34 @@ def case_per_request(ok, err, s):
         }
     result["ratios"] = ratios
     return result
+
+
+def before_after_config():
+    """The filter config both modules of make bench-before-after get (base_c1, current_c1)."""
+    return filter_config(two_upstreams(), V1, failover=FO_ON)
+
+
+def case_host_calls(modules, requests=1000):
+    """VM entries and host calls per success-path request of each module (key -> path), counted
+    by examples/bench/hostcalls.mjs under a minimal host in Node: exact counts, no timing, so
+    they say where two modules' CPU per request may differ. {"skipped": why} without Node."""
+    node = shutil.which("node")
+    if not node:
+        return {"skipped": "node is missing"}
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "hostcalls.mjs")
+    cfg = json.dumps(before_after_config())
+    out = {}
+    for key, (path, config) in modules.items():
+        r = subprocess.run([node, script, path, cfg if config else "{}", str(requests)],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            out[key] = {"skipped": (r.stderr.strip() or f"exit {r.returncode}")[:300]}
+            continue
+        out[key] = json.loads(r.stdout)
+        log(f"  host calls {key:<8} {out[key]['entries_per_request']:.0f} VM entries, "
+            f"{out[key]['host_calls_per_request']:.0f} host calls per request")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import time
 from launcher import ROOT
 
 from . import peers, procs
-from .cases import case_outage, case_per_request, case_scaling, case_upstream_check
+from .cases import (case_host_calls, case_outage, case_per_request, case_scaling,
+                    case_upstream_check)
 from .report import (render_before_after, render_bench, render_exports, render_markdown,
                      render_peers)
 from .settings import (BASE_MODULE, BEFORE_AFTER, DEADLINES, ERROR_MODE, EXPORTS, FULL, OUT,
@@ -133,6 +134,9 @@ def cmd_before_after(args):
     res["per_request"] = case_per_request(ok.port, err.port, s)
     ok.stop()
     err.stop()
+    res["host_calls"] = case_host_calls({"empty": (procs.module("empty_all_exports"), False),
+                                         "base": (procs.module("base"), True),
+                                         "current": (procs.wasm_under_test(), True)})
     res["meta"]["elapsed_s"] = time.time() - t0
     out_path = args.out or RESULTS_BEFORE_AFTER
     write_json(out_path, res)

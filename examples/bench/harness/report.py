@@ -351,7 +351,39 @@ def render_before_after(res):
         L.append(f"| {what} | {f_med(c, f2)} | {f_med(d, lambda x: f'{x:+.1f}')} | "
                  f"{d['lower_in']} of {d['n']} | {f_med(t, f2)} |")
     L.append("")
+    L.extend(host_calls_table(res.get("host_calls")))
     return "\n".join(L)
+
+
+def host_calls_table(hc):
+    """VM entries and host calls per request of each module (examples/bench/hostcalls.mjs)."""
+    if not hc:
+        return []
+    if hc.get("skipped"):
+        return [f"Host calls per request: not counted ({hc['skipped']}).", ""]
+    keys = [k for k in ("empty", "base", "current") if k in hc and not hc[k].get("skipped")]
+    L = ["Where the time can go: callbacks entered (VM entries) and host calls per success-path "
+         "request, counted by `examples/bench/hostcalls.mjs` (each module under a minimal "
+         "proxy-wasm host in Node, callbacks in Envoy's order, the same request, response and "
+         "config; exact counts, no timing):", "",
+         "| per request | " + " | ".join({"empty": "empty filter", "base": "base",
+                                          "current": "current"}[k] for k in keys) + " |",
+         "|---|" + "---|" * len(keys)]
+
+    def row(label, get):
+        L.append(f"| {label} | " + " | ".join(f"{get(hc[k]):g}" for k in keys) + " |")
+    row("VM entries (callbacks)", lambda h: h["entries_per_request"])
+    row("host calls", lambda h: h["host_calls_per_request"])
+    for group in ("host_calls", "detail"):
+        names = sorted({n for k in keys for n in hc[k][group]})
+        for n in names:
+            row(f"`{n}`" if group == "host_calls" else f"&nbsp;&nbsp;… {n}",
+                lambda h, n=n, g=group: h[g].get(n, 0))
+    for k in ("empty", "base", "current"):
+        if hc.get(k, {}).get("skipped"):
+            L.append(f"| ({k}: not counted: {hc[k]['skipped']}) |" + " |" * len(keys))
+    L.append("")
+    return L
 
 
 def all_runs(res):
