@@ -211,6 +211,7 @@ const perRequest = (o) => Object.fromEntries(Object.entries(o).sort()
 const total = (o) => Number((Object.values(o).reduce((a, b) => a + b, 0) / N).toFixed(2));
 console.log(JSON.stringify({
   module: wasmPath, bytes: fs.statSync(wasmPath).size, requests: N, routed_to: routed,
+  callback_exports: Object.keys(ex).filter((n) => n.startsWith("proxy_on_")).length,
   entries_per_request: total(counts.entries), host_calls_per_request: total(counts.host_calls),
   entries: perRequest(counts.entries), host_calls: perRequest(counts.host_calls),
   detail: perRequest(counts.detail),

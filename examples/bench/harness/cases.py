@@ -18,9 +18,9 @@ import subprocess
 from . import procs
 from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter_proxy,
                             outage_filter_config, spread_routes, two_upstreams, upstream_server)
-from .load import (interleaved, open_loop, paired_diffs, paired_ratios, pct, summarize_runs,
-                   wrk_script)
-from .settings import CHAT_PATH, CHAT_REQUEST, ERROR_MODE, SEED_POLICY, log
+from .load import (first_byte_sample, interleaved, measure, open_loop, paired_diffs,
+                   paired_ratios, pct, summarize, summarize_runs, wrk, wrk_script)
+from .settings import (CHAT_PATH, CHAT_REQUEST, ERROR_MODE, SEED_POLICY, STREAM_REQUEST, log)
 from launcher import http
 
 
@@ -88,12 +88,14 @@ def per_request_variants(ok, err):
         v[k] = (what, filter_proxy(both, {} if empty else filter_config(two_upstreams(), V1),
                                    wasm=procs.module(module)), 1,
                 (200, "-" if empty else "openai"))
-    # Before/after (make bench-before-after): another commit's module as it shipped ("base",
-    # present only when that run snapshotted it) and this one's release build, same config.
+    # Before/after (make bench-before-after): another commit's module as it shipped
+    # ("before_after_base", present only when that run snapshotted it) and this one's release
+    # build, same config.
     ba = before_after_config()
-    if procs.has_module("base"):
+    if procs.has_module("before_after_base"):
         v["base_c1"] = ("base commit's module, defaults, two upstreams, failover on",
-                        filter_proxy(both, ba, wasm=procs.module("base")), 1, (200, "openai"))
+                        filter_proxy(both, ba, wasm=procs.module("before_after_base")), 1,
+                        (200, "openai"))
     v["current_c1"] = ("current module, defaults, two upstreams, failover on",
                        filter_proxy(both, ba), 1, (200, "openai"))
     v["passthrough_c1"] = (
@@ -478,3 +480,150 @@ def log_outage(key, sm):
         f"{f(sm['p99_before_ms'])} -> {f(sm['p99_during_ms'])} ms, back on primary after "
         f"{f(sm['first_on_primary_after_recovery_s'])} / "
         f"{f(sm['all_on_primary_after_recovery_s'])} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams, and the non-streaming success path against the filter before stream judging
+# ---------------------------------------------------------------------------------------------
+
+# Streamed cases (`s_*`) and non-streamed ones (`n_*`): key -> (label, module or None for the
+# release filter or bare Envoy, filter config or None for bare Envoy). `n_base` is the filter
+# as of `make bench-base` (the commit before stream judging entered the exchange).
+STREAM_CASES = {
+    "s_bare": ("bare Envoy", None, None),
+    "s_empty": ("empty proxy-wasm filter (floor)", "empty_all_exports", {}),
+    "s_filter": ("filter, defaults (failover on: headers held until the first token)", None,
+                 "fo_on"),
+    "s_nofo": ("filter, failover off (nothing held)", None, "fo_off"),
+    "n_bare": ("bare Envoy", None, None),
+    "n_empty": ("empty proxy-wasm filter (floor)", "empty_all_exports", {}),
+    "n_filter": ("filter, defaults (failover on)", None, "fo_on"),
+    "n_base": ("filter before stream judging (`make bench-base`), defaults", "base", "fo_on"),
+}
+# Comparisons: (a, b) -> a minus / over b, all from the same interleaved run.
+STREAM_PAIRS = {"s_filter-s_bare": ("s_filter", "s_bare"),
+                "s_filter-s_empty": ("s_filter", "s_empty"),
+                "s_nofo-s_bare": ("s_nofo", "s_bare"),
+                "s_nofo-s_empty": ("s_nofo", "s_empty"),
+                "s_empty-s_bare": ("s_empty", "s_bare"),
+                "n_filter-n_base": ("n_filter", "n_base"),
+                "n_filter-n_bare": ("n_filter", "n_bare"),
+                "n_base-n_bare": ("n_base", "n_bare"),
+                "n_filter-n_empty": ("n_filter", "n_empty"),
+                "n_empty-n_bare": ("n_empty", "n_bare")}
+STREAM_KEYS = ("rps", "cpu_us_per_req", "cpu_us_per_chunk", "p50_us", "p99_us", "ttfb_ms",
+               "ttft_ms", "total_ms", "other_load_cores")
+
+
+def stream_probe(url, tokens):
+    """One streamed request: refuses a proxy that does not pass the whole stream through."""
+    status, hdrs, body = http("POST", url, STREAM_REQUEST.encode(),
+                              {"content-type": "application/json"})
+    pieces = body.count(b'"delta":{"content":"')
+    ok = (status == 200 and hdrs.get("content-type", "").startswith("text/event-stream")
+          and body.rstrip().endswith(b"data: [DONE]") and pieces == tokens)
+    return ok, status, hdrs.get("x-ai-cb-served-by", "-"), pieces
+
+
+def case_stream(s):
+    """Streams of `tokens` content chunks (no pause between them) through bare Envoy, the empty
+    filter and the filter with failover on and off; and the non-streaming success path through
+    bare Envoy, the empty filter, the filter and the filter before stream judging. All in one
+    run, interleaved: wrk for throughput and CPU, then `ttfb_requests` sequential requests for
+    the time to first byte and first token (streamed cases)."""
+    tokens = s["tokens"]
+    sm = procs.mock("stream-upstream", mode=f'{{"mode":"healthy","tokens":{tokens}}}')
+    ok = procs.mock("stream-upstream-plain")
+    result = {"tokens": tokens, "cases": {}}
+    envoys = {}
+    try:
+        specs = {}
+        for k, (label, module, cfg) in STREAM_CASES.items():
+            if module and not procs.has_module(module):
+                result["cases"][k] = {"label": label, "skipped": f"module {module} not built "
+                                      "(make bench-base)"}
+                log(f"stream: {k}: {result['cases'][k]['skipped']}")
+                continue
+            m = sm if k.startswith("s_") else ok
+            both = [("openai", m.port), ("anthropic", m.port)]
+            if cfg is None:
+                boot = bare_proxy(both)
+            elif cfg == {}:
+                boot = filter_proxy(both, {}, wasm=procs.module(module))
+            else:
+                boot = filter_proxy(both, filter_config(
+                    two_upstreams(), V1, failover=FO_ON if cfg == "fo_on" else FO_OFF),
+                    wasm=procs.module(module) if module else None)
+            specs[k] = (f"stream-{k}", boot, 1)
+        log(f"stream: starting {len(specs)} Envoys")
+        envoys = procs.envoys(specs)
+        s_script = wrk_script("stream", body=STREAM_REQUEST)
+        n_script = wrk_script("chat")
+        cases = {}
+        for k in specs:
+            url = chat_url(envoys[k])
+            want = "-" if k.endswith(("bare", "empty")) else "openai"
+            if k.startswith("s_"):
+                good, st, by, pieces = stream_probe(url, tokens)
+                if not good or by != want:
+                    raise RuntimeError(f"stream {k}: probe gave {st} served_by={by}, {pieces} "
+                                       f"content chunks; expected a whole stream of {tokens}")
+            else:
+                st, by = probe(url)
+                if (st, by) != (200, want):
+                    raise RuntimeError(f"stream {k}: probe gave {st} served_by={by}")
+            result["cases"][k] = {"label": STREAM_CASES[k][0],
+                                  "streamed": k.startswith("s_")}
+            cases[k] = (procs.cpu_meter(envoys[k].pid), url,
+                        s_script if k.startswith("s_") else n_script)
+        if s["warmup"]:
+            for k, (_, url, script) in cases.items():
+                wrk(url, script, s["warmup"], s["connections"])
+        runs = {k: [] for k in cases}
+        log(f"stream: {len(cases)} cases x {s['reps']} reps x {s['duration']} s, interleaved")
+        for rep in range(s["reps"]):
+            for k, (cpu, url, script) in cases.items():
+                r = measure(cpu, url, script, s["duration"], s["connections"])
+                r["rep"] = rep
+                if k.startswith("s_"):
+                    r["cpu_us_per_chunk"] = (r["cpu_us_per_req"] / tokens
+                                             if r["cpu_us_per_req"] else None)
+                    fb = first_byte_sample(url, STREAM_REQUEST, s["ttfb_requests"])
+                    for key in ("ttfb_ms", "ttft_ms", "total_ms"):
+                        r[key] = pct(fb[key], 50)
+                    r["first_byte_requests"] = len(fb["ttfb_ms"])
+                    r["first_byte_errors"] = fb["errors"]
+                    r["events"] = fb["events"]
+                runs[k].append(r)
+                log(f"  {k:<9} {r['rps']:>8.0f} req/s  cpu {r['cpu_us_per_req'] or 0:>7.1f} "
+                    f"us/req" + (f"  {r['cpu_us_per_chunk'] or 0:.2f} us/chunk  ttfb "
+                                 f"{r['ttfb_ms'] or 0:.2f} ms  ttft {r['ttft_ms'] or 0:.2f} ms"
+                                 if k.startswith("s_") else "") +
+                    f"  other load {r['other_load_cores']:.2f} cores")
+    finally:
+        for e in envoys.values():
+            e.stop()
+        sm.stop()
+        ok.stop()
+    for k, rs in runs.items():
+        result["cases"][k]["runs"] = rs
+        result["cases"][k].update({key: summarize(rs, key) for key in STREAM_KEYS})
+    result["events_per_response"] = next(
+        (r["events"] for rs in runs.values() for r in rs if r.get("events")), None)
+    cmp_ = {}
+    for tag, (a, b) in STREAM_PAIRS.items():
+        ra, rb = runs.get(a), runs.get(b)
+        if not ra or not rb:
+            continue
+        c = {}
+        for key in STREAM_KEYS[:-1]:
+            ma, mb = summarize(ra, key), summarize(rb, key)
+            if not ma or not mb:
+                continue
+            c[key] = {"added": ma["median"] - mb["median"],
+                      "ratio": ma["median"] / mb["median"] if mb["median"] else None,
+                      "paired_added": paired_diffs(ra, rb, key),
+                      "paired_ratio": paired_ratios(ra, rb, key)}
+        cmp_[tag] = c
+    result["compare"] = cmp_
+    return result

@@ -23,7 +23,7 @@ import sys
 import launcher
 from launcher import ENVOY, MOCK, ROOT, WASM, http
 
-from .settings import MODULES, OUT
+from .settings import BASE_MODULE, MODULES, OUT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -53,6 +53,9 @@ def snapshot_wasm(src=None, extra=None):
     for key, path in {**MODULES, **(extra or {})}.items():
         _modules[key] = os.path.join(d, os.path.basename(path))
         shutil.copyfile(path, _modules[key])
+    if os.path.exists(BASE_MODULE):
+        _modules["base"] = os.path.join(d, "base.wasm")
+        shutil.copyfile(BASE_MODULE, _modules["base"])
 
 
 def wasm_under_test():
@@ -60,8 +63,8 @@ def wasm_under_test():
 
 
 def module(key):
-    """This run's copy of the comparison module `key` (settings.MODULES, or an `extra` of
-    snapshot_wasm)."""
+    """This run's copy of the comparison module `key` (settings.MODULES, "base", or an `extra`
+    of snapshot_wasm)."""
     return _modules[key]
 
 

@@ -24,9 +24,13 @@ MODULES_DIR = os.path.join(OUT, "modules")
 MODULES = {k: os.path.join(MODULES_DIR, f"{k.replace('_', '-')}.wasm")
            for k in ("empty_all_exports", "empty_kept_exports", "filter_all_exports",
                      "filter_kept_exports")}
-# `make bench-before-after`: another commit's release module, as its own `make build` shipped
-# it (built by mk/base-module.sh); its commit hash is in the same name + ".commit".
+# The filter as of the commit before stream judging entered the exchange (`make bench-base`,
+# mk/bench.mk): the stream case compares the non-streaming success path with it. Optional: the
+# part is skipped with a note when the module is missing (bench-smoke does not build it).
 BASE_MODULE = os.path.join(MODULES_DIR, "base.wasm")
+# `make bench-before-after`: another commit's release module, as its own `make build` shipped
+# it (built by mk/base-module.sh); its full commit hash is in the same name + ".commit".
+BEFORE_AFTER_MODULE = os.path.join(MODULES_DIR, "before-after-base.wasm")
 BENCH_MD = os.path.join(ROOT, "BENCHMARKS.md")
 
 CHAT_PATH = "/v1/chat/completions"
@@ -34,6 +38,12 @@ CHAT_REQUEST = json.dumps({"model": "gpt-4o-mini",
                            "messages": [{"role": "user", "content": "hello"}]},
                           separators=(",", ":"))
 ERROR_MODE = json.dumps({"mode": "error", "status": 500})
+# The stream case: the same chat completion with `"stream": true`, answered by a mock whose
+# streams have STREAM_TOKENS content chunks sent with no pause between them.
+STREAM_REQUEST = json.dumps({"model": "gpt-4o-mini", "stream": True,
+                             "messages": [{"role": "user", "content": "hello"}]},
+                            separators=(",", ":"))
+STREAM_TOKENS = 200
 
 # The seed's breaker settings (src/config.rs defaults, spelled out).
 SEED_POLICY = {"failure_threshold": 5, "window_size": 60, "recovery_timeout": 30,
@@ -62,6 +72,13 @@ FULL = {"duration": 5, "reps": 3, "connections": 16, "warmup": 1,
         "sizes": [1, 10, 100, 1000], "outage": (10, 60, 40), "rate": 20, "policy": SEED_POLICY}
 SMOKE = {"duration": 1, "reps": 1, "connections": 4, "warmup": 0,
          "sizes": [1, 10], "outage": (1, 2, 2), "rate": 20, "policy": SMOKE_POLICY}
+# The stream part of `make bench` (--only stream; `make bench-stream`): streamed and
+# non-streamed cases interleaved in one run, more repetitions than the per-request case;
+# `ttfb_requests` sequential requests per case and repetition time the first byte and token.
+STREAM = {"duration": 5, "reps": 5, "connections": 16, "warmup": 1, "ttfb_requests": 200,
+          "tokens": STREAM_TOKENS}
+STREAM_SMOKE = {"duration": 1, "reps": 1, "connections": 4, "warmup": 0, "ttfb_requests": 10,
+                "tokens": STREAM_TOKENS}
 # `make bench-exports`: the export trimming alone, bare Envoy and the empty filter measured in
 # the same run; more repetitions, as the difference sought is a few µs per request.
 EXPORTS = {**FULL, "reps": 10,
