@@ -17,6 +17,12 @@
 #                       bare Envoy, the empty filter and the filter, and the non-streaming
 #                       success path against the filter before stream judging (bench-base)
 #   make bench-modules  the modules those cases compare (target/bench/modules/)
+#   make bench-before-after [BASE=305c66c]
+#                       the success path of BASE's release module (built by its own `make
+#                       build` in a temporary worktree, mk/base-module.sh) and of this one,
+#                       beside bare Envoy and the empty filter, 10 interleaved repetitions
+#                       (~5 min, plus the base's build once): target/bench/results-before-after.json
+#                       and its table in BENCHMARKS.md
 #   make bench-base     the filter as of $(BENCH_BASE), the commit before stream judging
 #                       entered the exchange (f14141e), built from `git archive` under
 #                       target/bench/base-src/ and post-processed like the release module:
@@ -38,7 +44,7 @@ PORTKEY_DIR   := .tools/portkey
 PORTKEY_JS    := $(PORTKEY_DIR)/node_modules/@portkey-ai/gateway/build/start-server.js
 
 .PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk bench-modules \
-        bench-exports bench-base bench-stream portkey
+        bench-exports bench-base bench-stream bench-before-after-module bench-before-after portkey
 
 # The modules the filter is compared with, post-processed like the release build
 # (mk/wasm-post.sh): the proxy-wasm SDK with empty contexts (examples/bench/empty-filter) and
@@ -95,6 +101,17 @@ bench-stream: build envoy mock bench-wrk bench-modules bench-base
 
 bench-exports: build envoy mock bench-wrk bench-modules
 	$(BENCH_PY) exports
+
+# The commit compared with in bench-before-after: 305c66c is the last commit before the
+# exchange-core restructure (#10).
+BASE        ?= 305c66c
+BEFORE_AFTER_MODULE := $(BENCH_MODULES)/before-after-base.wasm
+
+bench-before-after-module:
+	mk/base-module.sh $(BASE) $(BEFORE_AFTER_MODULE)
+
+bench-before-after: build envoy mock bench-wrk bench-modules bench-before-after-module
+	$(BENCH_PY) before-after
 
 # The smoke runs the peers' code path with Portkey (a small npm install, skipped with a note
 # where npm is missing); with LiteLLM too once bench-peers has installed it.

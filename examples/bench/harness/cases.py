@@ -9,7 +9,11 @@ does not route as expected.
 """
 
 import datetime
+import json
+import os
 import re
+import shutil
+import subprocess
 
 from . import procs
 from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter_proxy,
@@ -85,6 +89,16 @@ def per_request_variants(ok, err):
         v[k] = (what, filter_proxy(both, {} if empty else filter_config(two_upstreams(), V1),
                                    wasm=procs.module(module)), 1,
                 (200, "-" if empty else "openai"))
+    # Before/after (make bench-before-after): another commit's module as it shipped
+    # ("before_after_base", present only when that run snapshotted it) and this one's release
+    # build, same config.
+    ba = before_after_config()
+    if procs.has_module("before_after_base"):
+        v["base_c1"] = ("base commit's module, defaults, two upstreams, failover on",
+                        filter_proxy(both, ba, wasm=procs.module("before_after_base")), 1,
+                        (200, "openai"))
+    v["current_c1"] = ("current module, defaults, two upstreams, failover on",
+                       filter_proxy(both, ba), 1, (200, "openai"))
     v["passthrough_c1"] = (
         "filter loaded, no filter route matches (VM floor)",
         filter_proxy(both, filter_config(two_upstreams(),
@@ -137,13 +151,21 @@ RATIO_PAIRS = {"c1": ("filter_c1", "bare_c1"), "c2": ("filter_c2", "bare_c2"),
                "c1_exports_kept": ("exports_kept_c1", "bare_c1"),
                # The export trimming itself: trimmed module / the same module untrimmed.
                "exports_kept_vs_all": ("exports_kept_c1", "exports_all_c1"),
-               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1")}
+               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1"),
+               # Before/after: each module against bare Envoy, the floor, and each other.
+               "c1_base": ("base_c1", "bare_c1"),
+               "c1_current": ("current_c1", "bare_c1"),
+               "base_vs_empty": ("base_c1", "empty_c1"),
+               "current_vs_empty": ("current_c1", "empty_c1"),
+               "current_vs_base": ("current_c1", "base_c1")}
 
 
 def case_per_request(ok, err, s):
     variants = per_request_variants(ok, err)
     if s.get("variants"):
         variants = {k: v for k, v in variants.items() if k in s["variants"]}
+    else:   # the before/after cases only where asked for (make bench-before-after)
+        variants = {k: v for k, v in variants.items() if k not in ("base_c1", "current_c1")}
     log(f"per-request: starting {len(variants)} Envoys")
     envoys = procs.envoys({k: (k, cfg, conc) for k, (_, cfg, conc, _) in variants.items()})
     script = wrk_script("chat")
@@ -197,6 +219,34 @@ def case_per_request(ok, err, s):
         }
     result["ratios"] = ratios
     return result
+
+
+def before_after_config():
+    """The filter config both modules of make bench-before-after get (base_c1, current_c1)."""
+    return filter_config(two_upstreams(), V1, failover=FO_ON)
+
+
+def case_host_calls(modules, requests=1000):
+    """VM entries and host calls per success-path request of each module (key -> path), counted
+    by examples/bench/hostcalls.mjs under a minimal host in Node: exact counts, no timing, so
+    they say where two modules' CPU per request may differ. {"skipped": why} without Node."""
+    node = shutil.which("node")
+    if not node:
+        return {"skipped": "node is missing"}
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "hostcalls.mjs")
+    cfg = json.dumps(before_after_config())
+    out = {}
+    for key, (path, config) in modules.items():
+        r = subprocess.run([node, script, path, cfg if config else "{}", str(requests)],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            out[key] = {"skipped": (r.stderr.strip() or f"exit {r.returncode}")[:300]}
+            continue
+        out[key] = json.loads(r.stdout)
+        log(f"  host calls {key:<8} {out[key]['entries_per_request']:.0f} VM entries, "
+            f"{out[key]['host_calls_per_request']:.0f} host calls per request")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

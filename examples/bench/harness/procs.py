@@ -42,15 +42,15 @@ def workdir(*parts):
     return d
 
 
-def snapshot_wasm(src=None):
-    """Copies the release module (or `src`) and the comparison modules aside; every Envoy of
-    this run loads a copy, so a rebuild of target/ by someone else half-way through cannot mix
-    two filters in one run."""
+def snapshot_wasm(src=None, extra=None):
+    """Copies the release module (or `src`) and the comparison modules (and `extra`, {key:
+    path}) aside; every Envoy of this run loads a copy, so a rebuild of target/ by someone else
+    half-way through cannot mix two filters in one run."""
     d = workdir(f"wasm-{os.getpid()}")
     dst = os.path.join(d, "ai_circuit_breaker.wasm")
     shutil.copyfile(src or WASM, dst)
     _wasm_under_test[0] = dst
-    for key, path in MODULES.items():
+    for key, path in {**MODULES, **(extra or {})}.items():
         _modules[key] = os.path.join(d, os.path.basename(path))
         shutil.copyfile(path, _modules[key])
     if os.path.exists(BASE_MODULE):
@@ -63,7 +63,8 @@ def wasm_under_test():
 
 
 def module(key):
-    """This run's copy of the comparison module `key` (settings.MODULES, or "base")."""
+    """This run's copy of the comparison module `key` (settings.MODULES, "base", or an `extra`
+    of snapshot_wasm)."""
     return _modules[key]
 
 

@@ -13,8 +13,8 @@ import os
 
 from launcher import ROOT
 
-from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_EXPORTS, RESULTS_PEERS,
-                       STREAM_REQUEST, TARGETS, log)
+from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_BEFORE_AFTER,
+                       RESULTS_EXPORTS, RESULTS_PEERS, STREAM_REQUEST, TARGETS, log)
 
 
 def f_int(x):
@@ -297,6 +297,105 @@ def render_exports(res):
     return "\n".join(L)
 
 
+def render_before_after(res):
+    """make bench-before-after: another commit's module (base) and this one (current), each as
+    its commit's `make build` shipped it, beside bare Envoy and the empty filter of the same
+    run."""
+    pr = res["per_request"]
+    v, ratios = pr["variants"], pr["ratios"]
+    mc = res["meta"]["machine"]
+    sizes = mc.get("modules", {})
+    L = run_header(res)
+    base_commit = mc.get("base_commit", "?")
+    L.append(f"Base: commit {base_commit[:7]}, its release module as its own `make build` "
+             f"wrote it ({sizes.get('before_after_base', {}).get('bytes', 0):,} bytes; "
+             f"{hc_exports(res, 'base')}). Current: commit {mc['commit']}, `make build` "
+             f"({mc['wasm_bytes']:,} bytes; {hc_exports(res, 'current')}). Both get the same filter config: defaults, two "
+             f"upstreams (openai → anthropic), failover on; the request is served by openai.")
+    L.append("")
+    L.append("| case (--concurrency 1) | module | req/s | × bare | CPU µs/req | CPU × bare | "
+             "CPU × floor | CPU added over bare µs/req | over the floor |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    bare, floor = v.get("bare_c1", {}), v.get("empty_c1", {})
+
+    def med(e):
+        return e.get("cpu_us_per_req", {}).get("median") if e.get("runs") else None
+    for k, size in (("bare_c1", None), ("empty_c1", sizes.get("empty_all_exports")),
+                    ("base_c1", sizes.get("before_after_base")),
+                    ("current_c1", {"bytes": mc["wasm_bytes"]})):
+        e = v.get(k)
+        if not e or not e.get("runs"):
+            continue
+        c, cb, cf = med(e), med(bare), med(floor)
+        tx = e["rps"]["median"] / bare["rps"]["median"] if bare.get("rps") else None
+        module = f"{size['bytes']:,} bytes" if size else "–"
+        L.append(f"| {e['label']} | {module} | "
+                 f"{f_med(e['rps'])} | {f2(tx)} | {f_med(e['cpu_us_per_req'], f1)} | "
+                 f"{f2(c / cb if cb else None)} | {f2(c / cf if cf else None)} | "
+                 f"{'–' if cb is None else f'{c - cb:+.1f}'} | "
+                 f"{'–' if cf is None else f'{c - cf:+.1f}'} |")
+    L.append("")
+    L.append("Each repetition against its neighbour in the interleaved order (bare, floor, base, "
+             "current, bare, …):")
+    L.append("")
+    L.append("| pair | CPU/request ratio, median (min–max) | CPU µs/request difference, "
+             "median (min–max) | repetitions with less CPU | throughput ratio, median "
+             "(min–max) |")
+    L.append("|---|---|---|---|---|")
+    for tag, what in (("current_vs_base", "current ÷ base"),
+                      ("base_vs_empty", "base ÷ empty filter (floor)"),
+                      ("current_vs_empty", "current ÷ empty filter (floor)"),
+                      ("c1_base", "base ÷ bare Envoy"),
+                      ("c1_current", "current ÷ bare Envoy")):
+        r = ratios.get(tag)
+        if not r or not r.get("cpu_paired"):
+            continue
+        c, d, t = r["cpu_paired"], r["cpu_added_paired"], r["throughput_paired"]
+        L.append(f"| {what} | {f_med(c, f2)} | {f_med(d, lambda x: f'{x:+.1f}')} | "
+                 f"{d['lower_in']} of {d['n']} | {f_med(t, f2)} |")
+    L.append("")
+    L.extend(host_calls_table(res.get("host_calls")))
+    return "\n".join(L)
+
+
+def hc_exports(res, key):
+    """How many proxy_on_* callbacks a module exports (from the host-call count)."""
+    h = (res.get("host_calls") or {}).get(key) or {}
+    n = h.get("callback_exports")
+    return f"{n} callback exports" if n is not None else "callback exports not counted"
+
+
+def host_calls_table(hc):
+    """VM entries and host calls per request of each module (examples/bench/hostcalls.mjs)."""
+    if not hc:
+        return []
+    if hc.get("skipped"):
+        return [f"Host calls per request: not counted ({hc['skipped']}).", ""]
+    keys = [k for k in ("empty", "base", "current") if k in hc and not hc[k].get("skipped")]
+    L = ["Where the time can go: callbacks entered (VM entries) and host calls per success-path "
+         "request, counted by `examples/bench/hostcalls.mjs` (each module under a minimal "
+         "proxy-wasm host in Node, callbacks in Envoy's order, the same request, response and "
+         "config; exact counts, no timing):", "",
+         "| per request | " + " | ".join({"empty": "empty filter", "base": "base",
+                                          "current": "current"}[k] for k in keys) + " |",
+         "|---|" + "---|" * len(keys)]
+
+    def row(label, get):
+        L.append(f"| {label} | " + " | ".join(f"{get(hc[k]):g}" for k in keys) + " |")
+    row("VM entries (callbacks)", lambda h: h["entries_per_request"])
+    row("host calls", lambda h: h["host_calls_per_request"])
+    for group in ("host_calls", "detail"):
+        names = sorted({n for k in keys for n in hc[k][group]})
+        for n in names:
+            row(f"`{n}`" if group == "host_calls" else f"&nbsp;&nbsp;… {n}",
+                lambda h, n=n, g=group: h[g].get(n, 0))
+    for k in ("empty", "base", "current"):
+        if hc.get(k, {}).get("skipped"):
+            L.append(f"| ({k}: not counted: {hc[k]['skipped']}) |" + " |" * len(keys))
+    L.append("")
+    return L
+
+
 def all_runs(res):
     """Every wrk run of a `make bench` result."""
     for v in (res.get("upstream_check") or {}).values():
@@ -561,7 +660,9 @@ def render_markdown(path=BENCH_MD):
     for tag, results, render, part in (("bench", RESULTS, render_bench, "per_request"),
                                        ("bench-stream", RESULTS, render_stream, "stream"),
                                        ("bench-peers", RESULTS_PEERS, render_peers, None),
-                                       ("bench-exports", RESULTS_EXPORTS, render_exports, None)):
+                                       ("bench-exports", RESULTS_EXPORTS, render_exports, None),
+                                       ("bench-before-after", RESULTS_BEFORE_AFTER,
+                                        render_before_after, None)):
         if os.path.exists(results):
             with open(results) as f:
                 res = json.load(f)

@@ -15,6 +15,7 @@ OUT = os.path.join(ROOT, "target", "bench")
 RESULTS = os.path.join(OUT, "results.json")
 RESULTS_PEERS = os.path.join(OUT, "results-peers.json")
 RESULTS_EXPORTS = os.path.join(OUT, "results-exports.json")
+RESULTS_BEFORE_AFTER = os.path.join(OUT, "results-before-after.json")
 
 # The modules the filter is compared with (built by `make bench-modules`, mk/bench.mk): the
 # proxy-wasm SDK with empty contexts (examples/bench/empty-filter), and the filter, each with
@@ -27,6 +28,9 @@ MODULES = {k: os.path.join(MODULES_DIR, f"{k.replace('_', '-')}.wasm")
 # mk/bench.mk): the stream case compares the non-streaming success path with it. Optional: the
 # part is skipped with a note when the module is missing (bench-smoke does not build it).
 BASE_MODULE = os.path.join(MODULES_DIR, "base.wasm")
+# `make bench-before-after`: another commit's release module, as its own `make build` shipped
+# it (built by mk/base-module.sh); its full commit hash is in the same name + ".commit".
+BEFORE_AFTER_MODULE = os.path.join(MODULES_DIR, "before-after-base.wasm")
 BENCH_MD = os.path.join(ROOT, "BENCHMARKS.md")
 
 CHAT_PATH = "/v1/chat/completions"
@@ -87,12 +91,18 @@ STREAM_SMOKE = {"duration": 1, "reps": 1, "connections": 4, "warmup": 0, "ttfb_r
 EXPORTS = {**FULL, "reps": 10,
            "variants": ["bare_c1", "empty_c1", "empty_kept_c1", "exports_all_c1",
                         "exports_kept_c1"]}
+# `make bench-before-after`: the success path of another commit's module (BASE) and of this
+# one, each as shipped, beside bare Envoy and the empty filter, in one interleaved run; base
+# and current are neighbours in the order, for the per-repetition ratio.
+BEFORE_AFTER = {**FULL, "reps": 10,
+                "variants": ["bare_c1", "empty_c1", "base_c1", "current_c1"]}
 # The peers are slow (LiteLLM: ~100 req/s on 2 cores): wrk gets a longer per-request timeout.
 PEERS = {**FULL, "peer_timeout_s": 10}
 PEERS_SMOKE = {**SMOKE, "peer_timeout_s": 10}
 
 # Whole-run deadlines (seconds): a run that hangs is stopped, and its processes with it.
-DEADLINES = {"run": 45 * 60, "smoke": 6 * 60, "peers": 40 * 60, "exports": 20 * 60}
+DEADLINES = {"run": 45 * 60, "smoke": 6 * 60, "peers": 40 * 60, "exports": 20 * 60,
+             "before-after": 15 * 60}
 
 
 def log(msg):
