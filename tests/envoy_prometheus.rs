@@ -256,7 +256,8 @@ fn test_rules() -> serde_yaml::Value {
     file
 }
 
-/// openai (primary, fails over to anthropic) and anthropic, with webhook alerts.
+/// openai (primary, fails over to anthropic, with a recovery probe every second, so its
+/// metric has series) and anthropic, with webhook alerts.
 fn filter_config() -> Value {
     json!({
         "health_path": HEALTH_PATH,
@@ -264,7 +265,9 @@ fn filter_config() -> Value {
         "alerting": {"cluster": "webhook", "path": "/alerts", "format": "json", "min_interval": 0},
         "defaults": {"failure_threshold": 5, "success_threshold": 2,
                      "recovery_timeout": RECOVERY_TIMEOUT_S, "recovery_jitter": 0},
-        "upstreams": [{"name": "openai", "fallbacks": ["anthropic"]}, {"name": "anthropic"}],
+        "upstreams": [{"name": "openai", "fallbacks": ["anthropic"],
+                       "recovery_probe": {"interval": 1, "timeout": 1}},
+                      {"name": "anthropic"}],
         "routes": [{"match": {"path_prefix": "/v1/"}, "upstream": "openai"}]
     })
 }
@@ -354,7 +357,8 @@ fn real_prometheus_fires_and_resolves_the_open_alert_and_charts_every_dashboard_
         "annotations are rendered with the alert's labels: {alert}"
     );
 
-    // Recovery: the tick moves openai to half_open, two probes close it.
+    // Recovery: the first recovery probe that succeeds moves openai to half_open, two live
+    // probes close it.
     s.openai.mode("healthy");
     assert!(
         wait_until(Duration::from_secs(RECOVERY_TIMEOUT_S + 5), || s
