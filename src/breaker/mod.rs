@@ -7,6 +7,7 @@
 //! metrics and alerts are emitted from one place. Nothing here panics, and a clock that goes
 //! backwards is tolerated (it never re-opens, expires or closes anything early).
 
+mod recovery;
 mod transition;
 pub mod window;
 
@@ -219,21 +220,7 @@ impl Breaker {
                 if now_ms < *until_ms {
                     return Change::NONE;
                 }
-                let (failures, _) = self.window.totals(now_ms);
-                self.state = State::HalfOpen {
-                    since_ms: now_ms,
-                    successes: 0,
-                    probes: Vec::new(),
-                };
-                Change::transition(Transition {
-                    from: StateKind::Open,
-                    to: StateKind::HalfOpen,
-                    cause: Cause::RecoveryTimeoutElapsed,
-                    at_ms: now_ms,
-                    failures_in_window: failures,
-                    open_duration_ms: None,
-                    until_ms: None,
-                })
+                self.half_open(now_ms, Cause::RecoveryTimeoutElapsed)
             }
             State::HalfOpen { probes, .. } => {
                 let before = probes.len();
@@ -248,15 +235,8 @@ impl Breaker {
         }
     }
 
-    /// An active recovery probe was answered as expected: an OPEN breaker goes HALF_OPEN now,
-    /// without waiting for `recovery_timeout`; live requests then confirm as usual.
-    pub fn recovery_probe_succeeded(&mut self, policy: &Policy, now_ms: u64) -> Change {
-        if !matches!(policy.mode, Mode::Enforce | Mode::MetricsOnly) {
-            return Change::NONE;
-        }
-        if !matches!(self.state, State::Open { .. }) {
-            return Change::NONE;
-        }
+    /// OPEN → HALF_OPEN now, for `cause`: no probe in flight, no success yet.
+    fn half_open(&mut self, now_ms: u64, cause: Cause) -> Change {
         let (failures, _) = self.window.totals(now_ms);
         self.state = State::HalfOpen {
             since_ms: now_ms,
@@ -266,32 +246,12 @@ impl Breaker {
         Change::transition(Transition {
             from: StateKind::Open,
             to: StateKind::HalfOpen,
-            cause: Cause::RecoveryProbeSucceeded,
+            cause,
             at_ms: now_ms,
             failures_in_window: failures,
             open_duration_ms: None,
             until_ms: None,
         })
-    }
-
-    /// An active recovery probe failed: the upstream is still down, so an OPEN breaker stays
-    /// OPEN at least `recovery_timeout` longer and sends no live request to it meanwhile.
-    pub fn recovery_probe_failed(&mut self, policy: &Policy, now_ms: u64) -> Change {
-        if !matches!(policy.mode, Mode::Enforce | Mode::MetricsOnly) {
-            return Change::NONE;
-        }
-        match &mut self.state {
-            State::Open { until_ms, .. } => {
-                let later = now_ms.saturating_add(policy.recovery_ms);
-                if later > *until_ms {
-                    *until_ms = later;
-                    Change::DIRTY
-                } else {
-                    Change::NONE
-                }
-            }
-            _ => Change::NONE,
-        }
     }
 
     /// Records the outcome of a request admitted with `ticket`. `random` in [0, 1) spreads the

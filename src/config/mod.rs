@@ -12,6 +12,7 @@ mod error;
 mod field;
 mod model;
 mod policy;
+mod probe;
 mod raw;
 
 use serde_json::Value;

@@ -18,6 +18,7 @@
 //! views and the returned effects. That is what the in-process tests drive.
 
 mod body;
+mod callout;
 mod error_read;
 mod event;
 pub mod failover;

@@ -8,35 +8,30 @@
 //! body is kept up to [`KEPT_BODY_BYTES`] and drained from Envoy's buffer. Only a successful
 //! answer replaces the held response; any other answer (Envoy's own timeout or connect-error
 //! reply included) is recorded against that fallback and the chain goes on. When nothing is
-//! left, the client gets the held response, marked `(failed)`.
+//! left, the client gets the held response, marked `(failed)`. Sending the fallback (or retry)
+//! calls and judging their answers is [`super::callout`]'s part.
 
-use log::warn;
-
-use super::body::with_model;
-use super::event::{Answer, Body, Effect, Headers, Reply, Step, StreamInfo};
-use super::failover::{callout_failure, callout_headers, chain_label, reply_headers, triggers};
+use super::event::{Body, Effect, Headers, Reply, Step, StreamInfo};
+use super::failover::{reply_headers, triggers};
 use super::stream::is_stream;
-use super::{Attempt, Call, Exchange, Failover, Held, HeldResponse, Phase, KEPT_BODY_BYTES};
-use crate::breaker::{Admission, Ticket};
-use crate::classify::{
-    callout_local_reply, classify, is_plain_success, ResponseInfo, UPSTREAM_TIME_HEADER,
-};
+use super::{Attempt, Exchange, Failover, Held, HeldResponse, Phase, KEPT_BODY_BYTES};
+use crate::breaker::Ticket;
+use crate::classify::{classify, is_plain_success, ResponseInfo};
 use crate::config::UpstreamId;
 use crate::hints::RATELIMIT_RESET_HEADERS;
-use crate::host::{Host, HttpCall};
-use crate::metrics::FailoverResult;
+use crate::host::Host;
 use crate::outcome::Outcome;
 use crate::runtime::Runtime;
 use crate::sse::error_event;
 
 /// The HTTP status of a header map.
-fn status_of(headers: &dyn Headers) -> Option<u16> {
+pub(super) fn status_of(headers: &dyn Headers) -> Option<u16> {
     headers.get(":status").and_then(|s| s.parse().ok())
 }
 
 /// What Envoy said about a callout's answer: nothing for an upstream's own answer; the flags
 /// and details of a routed failure for Envoy's own local reply.
-struct CalloutInfo(Option<(u64, &'static str)>);
+pub(super) struct CalloutInfo(pub(super) Option<(u64, &'static str)>);
 
 impl StreamInfo for CalloutInfo {
     fn response_flags(&self) -> u64 {
@@ -50,7 +45,7 @@ impl StreamInfo for CalloutInfo {
 
 /// Classifies one attempt's answer on `u`, reading only what the status makes necessary.
 /// Returns the outcome and the time it was judged at (0 when the clock was not needed).
-fn judge<H: Host>(
+pub(super) fn judge<H: Host>(
     rt: &Runtime<H>,
     u: UpstreamId,
     ticket: Ticket,
@@ -99,7 +94,7 @@ fn judge<H: Host>(
 
 /// How long a callout to `u` may take: `failover.timeout`, or the upstream's
 /// `response_timeout` when shorter (a callout's answer comes whole, so this bounds it all).
-fn callout_timeout(cfg: &crate::config::Config, u: UpstreamId) -> u64 {
+pub(super) fn callout_timeout(cfg: &crate::config::Config, u: UpstreamId) -> u64 {
     let t = cfg.failover.timeout_ms;
     cfg.upstream(u)
         .policy
@@ -108,7 +103,7 @@ fn callout_timeout(cfg: &crate::config::Config, u: UpstreamId) -> u64 {
 }
 
 /// Whether a fallback's answer may replace the held response: a real answer, not an error.
-fn is_usable_answer(status: Option<u16>) -> bool {
+pub(super) fn is_usable_answer(status: Option<u16>) -> bool {
     matches!(status, Some(s) if (200..400).contains(&s))
 }
 
@@ -128,7 +123,7 @@ impl HeldResponse {
 
     /// The reply that gives the client the failed response after all, marked. A stream
     /// ends with an error event in the client's shape, so its SDK raises.
-    fn into_reply(mut self, response_header: &str, served_by: &str) -> Reply {
+    pub(super) fn into_reply(mut self, response_header: &str, served_by: &str) -> Reply {
         if let Some(client) = self.stream {
             let message = "every upstream failed; this stream is incomplete";
             self.body
@@ -235,7 +230,7 @@ impl Exchange {
     }
 
     /// `end_of_stream` is `None` when the request cannot be re-sent.
-    fn judge_served<H: Host>(
+    pub(super) fn judge_served<H: Host>(
         &mut self,
         rt: &Runtime<H>,
         a: Attempt,
@@ -324,245 +319,5 @@ impl Exchange {
             step.flow = super::Flow::Pause;
         }
         step
-    }
-
-    /// Holds `a`'s failed answer (`held`) and calls the first fallback that admits the
-    /// request; `None`, and nothing changed, when none can be called. `headers` are the
-    /// failed answer's, read only when a fallback is called.
-    pub(super) fn start_failover<H: Host>(
-        &mut self,
-        rt: &Runtime<H>,
-        a: &Attempt,
-        held: HeldResponse,
-        headers: Option<&dyn Headers>,
-        now_ms: u64,
-    ) -> Option<Step> {
-        let mut f = Failover::new(held, a);
-        let call = self.next_call(rt, &mut f, a.upstream, now_ms)?;
-        if let Some(h) = headers {
-            f.held.headers = h.all();
-        }
-        self.phase = Phase::FailingOver(f);
-        Some(Step::pause().with(Effect::Call(call)))
-    }
-
-    /// Picks the next admitting fallback after `failed` and builds its callout. `None` when
-    /// the request was not kept, attempts are used up or no candidate admits.
-    fn next_call<H: Host>(
-        &self,
-        rt: &Runtime<H>,
-        f: &mut Failover,
-        failed: UpstreamId,
-        now_ms: u64,
-    ) -> Option<HttpCall> {
-        let cfg = &rt.config;
-        self.client.headers.as_ref()?;
-        self.client.copy.as_ref().filter(|c| c.complete)?;
-        let metrics = rt.host.metrics();
-        while f.attempts < cfg.failover.max_attempts {
-            let next = cfg
-                .chain(f.primary)
-                .iter()
-                .copied()
-                .find(|u| !f.tried.contains(u))?;
-            f.tried.push(next);
-            let ticket = match rt.admit(next, now_ms) {
-                Admission::Admitted(t) => t,
-                Admission::Rejected { .. } => {
-                    metrics.failover(failed, next, FailoverResult::Skipped);
-                    continue;
-                }
-            };
-            match self.call_to(rt, f, next, ticket, now_ms) {
-                Some(call) => {
-                    f.attempts += 1;
-                    return Some(call);
-                }
-                None => {
-                    // Never send a fallback the wrong model.
-                    rt.release(next, ticket);
-                    metrics.failover(failed, next, FailoverResult::Skipped);
-                }
-            }
-        }
-        None
-    }
-
-    /// The callout carrying the kept request to `target`, admitted with `ticket`, with its
-    /// rewrite when it is not the primary; recorded as `f`'s call in flight. `None` when
-    /// the request was not kept or its body cannot take the rewrite.
-    pub(super) fn call_to<H: Host>(
-        &self,
-        rt: &Runtime<H>,
-        f: &mut Failover,
-        next: UpstreamId,
-        ticket: Ticket,
-        now_ms: u64,
-    ) -> Option<HttpCall> {
-        let cfg = &rt.config;
-        let headers = self.client.headers.as_ref()?;
-        let copy = self.client.copy.as_ref().filter(|c| c.complete)?;
-        let target = cfg.upstream(next);
-        let rewrite = (next != f.primary)
-            .then_some(target.rewrite.as_ref())
-            .flatten();
-        let body = match rewrite.and_then(|r| r.model.as_deref()) {
-            Some(model) => match with_model(&copy.body, model) {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(
-                        "call to {} skipped: body not rewritable ({e:?})",
-                        target.name
-                    );
-                    return None;
-                }
-            },
-            None => copy.body.clone(),
-        };
-        let call_headers = callout_headers(
-            headers,
-            rewrite,
-            &cfg.route_header,
-            &target.cluster,
-            body.len(),
-        );
-        f.call = Some(Call {
-            upstream: next,
-            ticket,
-            started_ms: now_ms,
-        });
-        Some(HttpCall {
-            cluster: target.callout_cluster.clone(),
-            headers: call_headers,
-            body,
-            timeout_ms: callout_timeout(cfg, next),
-        })
-    }
-
-    /// The failover in progress and its callout in flight, taken out of the phase (which
-    /// stays as it was when there is none).
-    fn take_call(&mut self) -> Option<(Failover, Call)> {
-        if !matches!(&self.phase, Phase::FailingOver(f) if f.call.is_some()) {
-            return None;
-        }
-        match std::mem::replace(&mut self.phase, Phase::Delivering) {
-            Phase::FailingOver(mut f) => f.call.take().map(|call| (f, call)),
-            _ => None,
-        }
-    }
-
-    /// The callout answered (or the host reported no answer at all).
-    pub(super) fn on_callout<H: Host>(
-        &mut self,
-        rt: &Runtime<H>,
-        answer: Option<Answer<'_>>,
-    ) -> Step {
-        let Some((mut f, call)) = self.take_call() else {
-            return Step::go();
-        };
-        let cfg = &rt.config;
-        let status = answer.as_ref().and_then(|a| status_of(a.headers));
-        let (outcome, now) = match &answer {
-            Some(a) => {
-                // Envoy's own reply to a callout it could not complete is judged like the
-                // same failure on a routed request (only error statuses need the body).
-                let local = match status {
-                    Some(s) if s >= 500 => {
-                        let from_upstream = a.headers.get(UPSTREAM_TIME_HEADER).is_some();
-                        let head = a.body.read(a.body_len.min(128));
-                        callout_local_reply(status, from_upstream, &head)
-                    }
-                    _ => None,
-                };
-                let info = CalloutInfo(local);
-                judge(
-                    rt,
-                    call.upstream,
-                    call.ticket,
-                    call.started_ms,
-                    status,
-                    a.headers,
-                    &info,
-                )
-            }
-            None => {
-                let now = rt.host.now_ms();
-                let elapsed = now.saturating_sub(call.started_ms);
-                let reason = callout_failure(elapsed, callout_timeout(cfg, call.upstream));
-                (Outcome::failure(reason), now)
-            }
-        };
-        let now = if now == 0 { rt.host.now_ms() } else { now };
-        rt.record(call.upstream, call.ticket, now, &outcome);
-        let metrics = rt.host.metrics();
-        let from = f.called.last().copied().unwrap_or(call.upstream);
-        // A retry on the same upstream is not a failover.
-        let failover = from != call.upstream;
-        f.called.push(call.upstream);
-        if let (Some(a), true) = (&answer, is_usable_answer(status)) {
-            if failover {
-                metrics.failover(from, call.upstream, FailoverResult::Success);
-            }
-            let target = cfg.upstream(call.upstream);
-            let reply = Reply {
-                status: status.unwrap_or(200),
-                headers: reply_headers(
-                    &a.headers.all(),
-                    &cfg.response_header,
-                    &target.name,
-                    &chain_label(cfg, &f.called),
-                ),
-                body: a.body.read(a.body_len),
-            };
-            self.phase = Phase::Answered;
-            return Step::go().with(Effect::Reply(reply));
-        }
-        if failover {
-            metrics.failover(from, call.upstream, FailoverResult::Failure);
-        }
-        self.after_failure(rt, f, call.upstream, &outcome, now)
-    }
-
-    /// The callout could not be sent: free its slot and try the next fallback.
-    pub(super) fn on_callout_not_sent<H: Host>(&mut self, rt: &Runtime<H>) -> Step {
-        let Some((f, call)) = self.take_call() else {
-            return Step::go();
-        };
-        let cfg = &rt.config;
-        let target = cfg.upstream(call.upstream);
-        warn!(
-            "failover to upstream {} could not be sent to cluster {}",
-            target.name, target.callout_cluster
-        );
-        rt.release(call.upstream, call.ticket);
-        let from = f.called.last().copied().unwrap_or(call.upstream);
-        rt.host
-            .metrics()
-            .failover(from, call.upstream, FailoverResult::Failure);
-        let now = rt.host.now_ms();
-        self.continue_or_give_up(rt, f, call.upstream, now)
-    }
-
-    /// Calls the next fallback, or gives the client the failed response, marked: at once
-    /// when its body is in, else when it ends.
-    pub(super) fn continue_or_give_up<H: Host>(
-        &mut self,
-        rt: &Runtime<H>,
-        mut f: Failover,
-        failed: UpstreamId,
-        now_ms: u64,
-    ) -> Step {
-        if let Some(call) = self.next_call(rt, &mut f, failed, now_ms) {
-            self.phase = Phase::FailingOver(f);
-            return Step::go().with(Effect::Call(call));
-        }
-        let mut held = f.held;
-        held.chain = format!("{} (failed)", chain_label(&rt.config, &f.called));
-        if !held.complete {
-            self.phase = Phase::GivingUp(held);
-            return Step::go();
-        }
-        self.phase = Phase::Answered;
-        Step::go().with(Effect::Reply(self.failed_reply(rt, held)))
     }
 }
