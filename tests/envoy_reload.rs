@@ -49,14 +49,24 @@ fn steady_traffic(addr: &str, stop: &AtomicBool, sent: &Mutex<u64>) -> Vec<Strin
                     if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
                         break;
                     }
-                    let r = post_chat(addr, "gpt-4o-mini", &[]);
+                    let r = try_http(
+                        "POST",
+                        &format!("{addr}/v1/chat/completions"),
+                        &[("content-type", "application/json")],
+                        chat_body("gpt-4o-mini").as_bytes(),
+                        Duration::from_secs(10),
+                    );
                     *sent.lock().unwrap() += 1;
-                    if r.status != 200 {
-                        failures.lock().unwrap().push(format!(
-                            "thread {t} request {i}: {} {}",
-                            r.status,
-                            r.text()
-                        ));
+                    let failed = match r {
+                        Ok(r) if r.status == 200 => None,
+                        Ok(r) => Some(format!("{} {}", r.status, r.text())),
+                        Err(e) => Some(format!("I/O error: {e}")),
+                    };
+                    if let Some(why) = failed {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("thread {t} request {i}: {why}"));
                     }
                     thread::sleep(Duration::from_millis(20));
                 }
