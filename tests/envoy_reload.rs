@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 fn config(upstreams: Value, routes: Value) -> String {
     json!({
         "health_path": HEALTH_PATH,
-        "defaults": {"failure_threshold": 3, "recovery_timeout": 600, "recovery_jitter": 0},
+        "defaults": {"failure_threshold": 3, "recovery_timeout": 600, "max_recovery_timeout": 600,
+                     "recovery_jitter": 0},
         "upstreams": upstreams,
         "routes": routes,
         "tick_interval": 1
