@@ -151,8 +151,6 @@ impl Exchange {
         }
     }
 
-    /// While a failed response is held, its body is kept (up to a bound) and drained from
-    /// Envoy's buffer; once every fallback has failed and the body is in, it is replied.
     /// A chunk of a JSON answer: kept at its end, for the usage.
     pub(super) fn on_metered_body<H: Host>(
         &mut self,
@@ -174,6 +172,8 @@ impl Exchange {
         Step::go()
     }
 
+    /// While a failed response is held, its body is kept (up to a bound) and drained from
+    /// Envoy's buffer; once every fallback has failed and the body is in, it is replied.
     pub(super) fn on_response_body<H: Host>(
         &mut self,
         rt: &Runtime<H>,

@@ -200,6 +200,44 @@ fn retry_after_forms_are_parsed() {
 }
 
 #[test]
+fn retry_after_reads_the_obsolete_http_date_forms_and_rejects_a_wrong_weekday() {
+    // Sun, 06 Nov 1994 08:49:37 GMT = 784111777 s (RFC 9110's example).
+    let now = 784_111_777_000 - 5_000;
+    for v in [
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+    ] {
+        assert_eq!(parse_retry_after(v, now), Some(5_000), "{v}");
+    }
+    assert_eq!(
+        parse_retry_after("Mon, 06 Nov 1994 08:49:37 GMT", now),
+        None
+    );
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 24:49:37 GMT", now),
+        None
+    );
+    assert_eq!(
+        parse_retry_after("Thu, 29 Feb 2024 00:00:00 GMT", 0),
+        Some(86_400_000)
+    );
+    assert_eq!(parse_retry_after("Thu, 29 Feb 2023 00:00:00 GMT", 0), None);
+}
+
+#[test]
+fn reset_durations_take_fractions_and_cap_at_a_day() {
+    assert_eq!(parse_reset("1.005s", 0), Some(1_005));
+    assert_eq!(parse_reset("250us", 0), Some(0));
+    assert_eq!(parse_reset("99999999999999999999999h", 0), Some(86_400_000));
+    assert_eq!(
+        parse_reset("2024-02-29 00:00:00.5", 1_709_164_800_000),
+        Some(500)
+    );
+    assert_eq!(parse_reset("1969-12-31T23:59:59Z", 0), None);
+}
+
+#[test]
 fn provider_rate_limit_reset_headers_are_parsed() {
     assert_eq!(parse_reset("6m0s", 0), Some(360_000));
     assert_eq!(parse_reset("20ms", 0), Some(20));
