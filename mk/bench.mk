@@ -1,8 +1,8 @@
 # Benchmarks, included by the main Makefile (which defines ENVOY, WASM, MOCK and the `build`,
 # `envoy` and `mock` targets). See examples/bench/README.md and BENCHMARKS.md.
 #
-#   make bench          full run (~12 min on 2 cores): target/bench/results.json and the
-#                       generated tables in BENCHMARKS.md
+#   make bench          full run (~16 min on 2 cores, the stream part ~4 of them):
+#                       target/bench/results.json and the generated tables in BENCHMARKS.md
 #   make bench-smoke    every code path of the harness for a second or two (~1-1.5 min); asserts
 #                       nothing about speed; ends with "bench-smoke: N passed, N failed"
 #   make bench-peers    LiteLLM proxy and Portkey's gateway beside Envoy and the filter on the
@@ -13,7 +13,20 @@
 #                       the filter, each module with every SDK export and with only those of
 #                       src/adapter/exports.txt, 10 interleaved repetitions:
 #                       target/bench/results-exports.json and its table in BENCHMARKS.md
+#   make bench-stream   the stream part of make bench alone (~5 min): 200-chunk streams through
+#                       bare Envoy, the empty filter and the filter, and the non-streaming
+#                       success path against the filter before stream judging (bench-base)
 #   make bench-modules  the modules those cases compare (target/bench/modules/)
+#   make bench-before-after [BASE=305c66c]
+#                       the success path of BASE's release module (built by its own `make
+#                       build` in a temporary worktree, mk/base-module.sh) and of this one,
+#                       beside bare Envoy and the empty filter, 10 interleaved repetitions
+#                       (~5 min, plus the base's build once): target/bench/results-before-after.json
+#                       and its table in BENCHMARKS.md
+#   make bench-base     the filter as of $(BENCH_BASE), the commit before stream judging
+#                       entered the exchange (f14141e), built from `git archive` under
+#                       target/bench/base-src/ and post-processed like the release module:
+#                       make bench compares the non-streaming success path with it
 #
 # Load generator: wrk, the Debian package (installed here when missing).
 
@@ -31,7 +44,7 @@ PORTKEY_DIR   := .tools/portkey
 PORTKEY_JS    := $(PORTKEY_DIR)/node_modules/@portkey-ai/gateway/build/start-server.js
 
 .PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk bench-modules \
-        bench-exports portkey
+        bench-exports bench-base bench-stream bench-before-after-module bench-before-after portkey
 
 # The modules the filter is compared with, post-processed like the release build
 # (mk/wasm-post.sh): the proxy-wasm SDK with empty contexts (examples/bench/empty-filter) and
@@ -52,17 +65,53 @@ bench-modules: build
 	post $(WASM).raw $(BENCH_MODULES)/filter-all-exports.wasm && \
 	post $(WASM).raw $(BENCH_MODULES)/filter-kept-exports.wasm $(KEPT_EXPORTS)
 
+# The base the non-streaming success path is compared with: the commit before f14141e
+# ("Streams in the exchange"), the first parent of that merge. Its cargo output goes through
+# today's mk/wasm-post.sh (that commit predates binaryen post-processing), so the two modules
+# differ only in their source. Needs the commit in the clone's history (not a shallow clone).
+BENCH_BASE     ?= 3c1b476
+BENCH_BASE_SRC := target/bench/base-src
+BENCH_BASE_RAW := $(BENCH_BASE_SRC)/target/wasm32-wasip1/release/ai_circuit_breaker.wasm
+
+bench-base: toolchain wasm-opt
+	@mkdir -p $(BENCH_MODULES)
+	@want=$$(git rev-parse $(BENCH_BASE)) || exit 1; \
+	if [ "$$(cat $(BENCH_BASE_SRC)/.commit 2>/dev/null)" != "$$want" ]; then \
+	  rm -rf $(BENCH_BASE_SRC)/src $(BENCH_BASE_SRC)/examples && mkdir -p $(BENCH_BASE_SRC) && \
+	  git archive "$$want" | tar -x -C $(BENCH_BASE_SRC) && echo "$$want" > $(BENCH_BASE_SRC)/.commit; \
+	fi
+	cargo build --release --lib --target wasm32-wasip1 --manifest-path $(BENCH_BASE_SRC)/Cargo.toml
+	@if [ ! $(BENCH_MODULES)/base.wasm -nt $(BENCH_BASE_RAW) ]; then \
+	  $(WASM_POST) $(BENCH_BASE_RAW) $(BENCH_MODULES)/base.wasm || exit 1; fi
+	@ls -l $(BENCH_MODULES)/base.wasm | awk '{print "bench module " $$NF " (" $$5 " bytes, $(BENCH_BASE))"}'
+
 bench-wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "installing wrk (Debian package)"; \
 	  $(SUDO) apt-get install -y wrk >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y wrk; }; }
 
-bench: build envoy mock bench-wrk bench-modules
+bench: build envoy mock bench-wrk bench-modules bench-base
 	$(BENCH_PY) run
+
+# The stream part of make bench alone (streams, and the non-streaming success path against
+# the filter before stream judging): the rest of target/bench/results.json is kept.
+bench-stream: build envoy mock bench-wrk bench-modules bench-base
+	$(BENCH_PY) run --only stream
 
 bench-exports: build envoy mock bench-wrk bench-modules
 	$(BENCH_PY) exports
+
+# The commit compared with in bench-before-after: 305c66c is the last commit before the
+# exchange-core restructure (#10).
+BASE        ?= 305c66c
+BEFORE_AFTER_MODULE := $(BENCH_MODULES)/before-after-base.wasm
+
+bench-before-after-module:
+	mk/base-module.sh $(BASE) $(BEFORE_AFTER_MODULE)
+
+bench-before-after: build envoy mock bench-wrk bench-modules bench-before-after-module
+	$(BENCH_PY) before-after
 
 # The smoke runs the peers' code path with Portkey (a small npm install, skipped with a note
 # where npm is missing); with LiteLLM too once bench-peers has installed it.

@@ -6,11 +6,10 @@
 //! last announced opening stays quiet, and so does the recovery of an outage whose opening was
 //! not announced, so operators never get a "closed" for an outage they were not told about.
 
-use serde_json::json;
-
 use crate::breaker::{StateKind, Transition};
 use crate::config::{AlertFormat, AlertOn, Alerting};
 use crate::hints::format_rfc3339;
+use crate::json_out::{array, Object};
 use crate::store::{Codec, DecodeError};
 
 /// Per-breaker alert history, stored beside the breaker state.
@@ -126,20 +125,19 @@ pub fn payload(format: AlertFormat, e: &AlertEvent<'_>) -> String {
     let at = format_rfc3339(t.at_ms);
     let next_probe = t.until_ms.map(format_rfc3339);
     match format {
-        AlertFormat::Json => json!({
-            "event": "circuit_breaker_transition",
-            "upstream": e.upstream,
-            "cluster": e.cluster,
-            "from": t.from.as_str(),
-            "to": t.to.as_str(),
-            "reason": reason,
-            "failures_in_window": t.failures_in_window,
-            "at": at,
-            "at_ms": t.at_ms,
-            "next_probe_at": next_probe,
-            "open_duration_ms": t.open_duration_ms,
-        })
-        .to_string(),
+        AlertFormat::Json => Object::new()
+            .str("at", &at)
+            .num("at_ms", t.at_ms)
+            .str("cluster", e.cluster)
+            .str("event", "circuit_breaker_transition")
+            .num("failures_in_window", u64::from(t.failures_in_window))
+            .str("from", t.from.as_str())
+            .opt_str("next_probe_at", next_probe.as_deref())
+            .opt_num("open_duration_ms", t.open_duration_ms)
+            .str("reason", &reason)
+            .str("to", t.to.as_str())
+            .str("upstream", e.upstream)
+            .end(),
         AlertFormat::Slack => {
             let (emoji, color, verb) = match t.to {
                 StateKind::Open => (":red_circle:", "danger", "OPEN"),
@@ -152,24 +150,51 @@ pub fn payload(format: AlertFormat, e: &AlertEvent<'_>) -> String {
                 t.from.as_str(),
                 t.to.as_str()
             );
+            let field = |title: &str, value: &str, short: bool| {
+                Object::new()
+                    .bool("short", short)
+                    .str("title", title)
+                    .str("value", value)
+                    .end()
+            };
             let mut fields = vec![
-                json!({"title": "Upstream", "value": format!("{} (cluster {})", e.upstream, e.cluster), "short": true}),
-                json!({"title": "Transition", "value": format!("{} → {}", t.from.as_str(), t.to.as_str()), "short": true}),
-                json!({"title": "Failures in window", "value": t.failures_in_window.to_string(), "short": true}),
-                json!({"title": "Reason", "value": reason, "short": true}),
-                json!({"title": "Time", "value": at, "short": false}),
+                field(
+                    "Upstream",
+                    &format!("{} (cluster {})", e.upstream, e.cluster),
+                    true,
+                ),
+                field(
+                    "Transition",
+                    &format!("{} → {}", t.from.as_str(), t.to.as_str()),
+                    true,
+                ),
+                field(
+                    "Failures in window",
+                    &t.failures_in_window.to_string(),
+                    true,
+                ),
+                field("Reason", &reason, true),
+                field("Time", &at, false),
             ];
-            if let Some(n) = next_probe {
-                fields.push(json!({"title": "Next probe", "value": n, "short": false}));
+            if let Some(n) = &next_probe {
+                fields.push(field("Next probe", n, false));
             }
             if let Some(ms) = t.open_duration_ms {
-                fields.push(json!({"title": "Outage lasted", "value": format!("{:.1} s", ms as f64 / 1000.0), "short": true}));
+                fields.push(field(
+                    "Outage lasted",
+                    &format!("{:.1} s", ms as f64 / 1000.0),
+                    true,
+                ));
             }
-            json!({
-                "text": text,
-                "attachments": [{"color": color, "fields": fields, "ts": t.at_ms / 1000}],
-            })
-            .to_string()
+            let attachment = Object::new()
+                .str("color", color)
+                .raw("fields", &array(&fields))
+                .num("ts", t.at_ms / 1000)
+                .end();
+            Object::new()
+                .raw("attachments", &array(&[attachment]))
+                .str("text", &text)
+                .end()
         }
     }
 }

@@ -13,22 +13,29 @@
 //! - [`exchange`]: one request's lifecycle, a state machine of events and effects;
 //! - [`store`]: typed values in shared data, updated by compare-and-swap;
 //! - [`runtime`]: one worker's view of every breaker, transitions and alerts;
+//! - [`recovery`]: active recovery probes of OPEN upstreams, one worker at a time;
+//! - [`driver`]: what the proxy's callbacks do with a worker's exchanges (effects carried
+//!   out, timer wake-ups, callout answers routed, the configuration loaded);
 //! - [`health`], [`alert`], [`metrics`]: what operators see.
 //!
 //! The adapter (`adapter`, only compiled for `wasm32-wasip1`, the target Envoy loads) turns
-//! proxy-wasm callbacks into events and effects into host calls.
+//! proxy-wasm callbacks into calls of the [`driver`] and effects into host calls.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod alert;
 pub mod breaker;
 pub mod classify;
 pub mod config;
+pub mod driver;
+pub mod error_body;
 pub mod exchange;
 pub mod health;
 pub mod hints;
 pub mod host;
+pub mod json_out;
 pub mod metrics;
 pub mod outcome;
+pub mod recovery;
 pub mod routing;
 pub mod runtime;
 pub mod sse;

@@ -5,15 +5,18 @@
 //! classifier (which produces outcomes), the breaker (which counts them) and the metrics (which
 //! label them) depend on it and not on each other.
 
+// serde derives these enums in tests only, as the oracle of src/tests/config_fields.rs: the
+// filter reads them through `config::field`, with the same messages.
+#[cfg(test)]
 use serde::Deserialize;
 
 /// Why a call counted as a provider failure. The names are the metric label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum FailureReason {
     /// A status listed in `failure_conditions.status_codes` (5xx and Anthropic's 529).
     /// (`snake_case` alone would read it as `status5xx`, not its documented name.)
-    #[serde(rename = "status_5xx")]
+    #[cfg_attr(test, serde(rename = "status_5xx"))]
     Status5xx,
     /// The upstream did not answer in time.
     Timeout,
@@ -31,10 +34,13 @@ pub enum FailureReason {
     StreamStall,
     /// No first content token within `first_token_timeout`.
     SlowFirstToken,
+    /// The account's quota or credit is used up (OpenAI `insufficient_quota`, Anthropic's
+    /// billing errors): it opens the breaker at once, for `quota_recovery_timeout`.
+    QuotaExhausted,
 }
 
 impl FailureReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     pub const ALL: [FailureReason; FailureReason::COUNT] = [
         FailureReason::Status5xx,
@@ -46,6 +52,7 @@ impl FailureReason {
         FailureReason::StreamTruncated,
         FailureReason::StreamStall,
         FailureReason::SlowFirstToken,
+        FailureReason::QuotaExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +66,7 @@ impl FailureReason {
             FailureReason::StreamTruncated => "stream_truncated",
             FailureReason::StreamStall => "stream_stall",
             FailureReason::SlowFirstToken => "slow_first_token",
+            FailureReason::QuotaExhausted => "quota_exhausted",
         }
     }
 
@@ -74,6 +82,7 @@ impl FailureReason {
             FailureReason::StreamTruncated => 7,
             FailureReason::StreamStall => 8,
             FailureReason::SlowFirstToken => 9,
+            FailureReason::QuotaExhausted => 10,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::health;
 use crate::host::{Host, HttpCall};
 use crate::metrics::{record_outcome, record_transition, AlertResult};
 use crate::outcome::Outcome;
+use crate::store::probe_lease::{lease_key, ProbeLease, ProbeResult};
 use crate::store::{self, active_set::ActiveSet, KEY_PREFIX};
 
 /// Whether Envoy lets the filter pause at request headers (`allow_on_headers_stop_iteration`).
@@ -174,6 +175,18 @@ impl<H: Host> Runtime<H> {
         }
     }
 
+    /// Applies an active recovery probe's result to `u`'s breaker.
+    pub fn recovery_probe_result(&self, u: UpstreamId, result: ProbeResult, now_ms: u64) {
+        let policy = &self.config.upstream(u).policy;
+        self.update(u, |b| {
+            let change = match result {
+                ProbeResult::Success => b.recovery_probe_succeeded(policy, now_ms),
+                ProbeResult::Failure => b.recovery_probe_failed(policy, now_ms),
+            };
+            ((), change)
+        });
+    }
+
     /// A read-only view of upstream `u`.
     pub fn snapshot(&self, u: UpstreamId, now_ms: u64) -> Snapshot {
         let policy = &self.config.upstream(u).policy;
@@ -191,7 +204,17 @@ impl<H: Host> Runtime<H> {
             .ids()
             .map(|u| self.snapshot(u, now_ms))
             .collect();
-        health::render(&self.config, &snapshots, now_ms)
+        let probes: Vec<Option<ProbeLease>> = self
+            .config
+            .upstreams()
+            .iter()
+            .map(|up| {
+                up.recovery_probe.as_ref().map(|_| {
+                    store::read(&self.host, &lease_key(&up.name), ProbeLease::default).value
+                })
+            })
+            .collect();
+        health::render(&self.config, &snapshots, &probes, now_ms)
     }
 
     /// Moves the breakers that are not CLOSED forward in time (OPEN → HALF_OPEN, expired

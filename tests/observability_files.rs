@@ -497,6 +497,7 @@ fn dashboard_has_failure_fallback_share_and_recovery_panels() {
         "circuit_breaker_all_open",
         "circuit_breaker_transitions",
         "circuit_breaker_probes",
+        "circuit_breaker_recovery_probes",
         "circuit_breaker_failovers",
     ] {
         assert!(has(&[m]), "no panel for {m}");

@@ -1,17 +1,18 @@
 //! The proxy behind the core's traits: [`ProxyHost`] (clock, randomness, shared data,
-//! stats) and the views events carry (header maps, body buffers, stream properties).
+//! stats), [`Proxy`] (effects on the current stream) and the views events carry (header
+//! maps, body buffers, stream properties).
 //!
 //! The SDK's trait helpers `unwrap()` host errors, and a panic aborts the worker's VM. Every
 //! call here turns a host error into `None` or a default instead, so a surprising host
 //! answer degrades one request, never the proxy.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
+use proxy_wasm::hostcalls as hc;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-use crate::exchange::{Body, Headers, StreamInfo};
-use crate::host::{Host, Versioned, WriteError};
+use crate::exchange::{Answer, Body, Effect, Headers, StreamInfo};
+use crate::host::{self, EnvoyInfo, Host, Properties, StreamHost, Versioned, WriteError};
 use crate::metrics::{MetricKind, MetricsSink, StatSink, Stats};
 
 /// Envoy's stats primitives.
@@ -24,15 +25,15 @@ impl Stats for EnvoyStats {
             MetricKind::Gauge => MetricType::Gauge,
             MetricKind::Histogram => MetricType::Histogram,
         };
-        hostcalls::define_metric(kind, name).ok()
+        hc::define_metric(kind, name).ok()
     }
 
     fn add(&self, id: u32, n: u64) {
-        let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        let _ = hc::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     fn record(&self, id: u32, value: u64) {
-        let _ = hostcalls::record_metric(id, value);
+        let _ = hc::record_metric(id, value);
     }
 }
 
@@ -43,26 +44,20 @@ pub struct ProxyHost {
 
 impl Host for ProxyHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        host::epoch_ms(hc::get_current_time().ok())
     }
 
     fn random_unit(&self) -> f64 {
         let mut b = [0u8; 8];
-        match getrandom::fill(&mut b) {
-            Ok(()) => (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,
-            Err(_) => 0.5,
-        }
+        host::unit_from(getrandom::fill(&mut b).ok().map(|()| b))
     }
 
     fn shared_get(&self, key: &str) -> Versioned {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
+        hc::get_shared_data(key).unwrap_or((None, None))
     }
 
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|e| match e {
+        hc::set_shared_data(key, Some(value), cas).map_err(|e| match e {
             Status::CasMismatch => WriteError::CasMismatch,
             _ => WriteError::Failed,
         })
@@ -88,14 +83,14 @@ fn text(bytes: Vec<u8>) -> String {
 
 impl Headers for Map {
     fn get(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value_bytes(self.0, name)
+        hc::get_map_value_bytes(self.0, name)
             .ok()
             .flatten()
             .map(text)
     }
 
     fn all(&self) -> Vec<(String, String)> {
-        hostcalls::get_map_bytes(self.0)
+        hc::get_map_bytes(self.0)
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (k, text(v)))
@@ -108,76 +103,99 @@ pub struct Buffer(pub BufferType);
 
 impl Body for Buffer {
     fn read_range(&self, start: usize, len: usize) -> Vec<u8> {
-        hostcalls::get_buffer(self.0, start, len)
+        hc::get_buffer(self.0, start, len)
             .ok()
             .flatten()
             .unwrap_or_default()
     }
 }
 
-/// Envoy's stream properties.
-pub struct Properties;
+/// Envoy's stream properties, read raw.
+pub struct Props;
 
-/// An 8-byte little-endian integer property such as `response.flags`.
-fn property_u64(path: Vec<&str>) -> Option<u64> {
-    let bytes = hostcalls::get_property(path).ok().flatten()?;
-    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(raw))
-}
-
-impl StreamInfo for Properties {
-    fn response_flags(&self) -> u64 {
-        property_u64(vec!["response", "flags"]).unwrap_or(0)
+impl Properties for Props {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hc::get_property(path.to_vec()).ok().flatten()
     }
 
-    /// `request.total_size` counts the request headers' bytes (names and values) and every
-    /// body byte received from the client.
-    fn request_body_received(&self) -> Option<u64> {
-        let total = property_u64(vec!["request", "total_size"])?;
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
-        let head: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        Some(total.saturating_sub(u64::try_from(head).ok()?))
-    }
-
-    fn code_details(&self) -> Option<String> {
-        let bytes = hostcalls::get_property(vec!["response", "code_details"])
-            .ok()
-            .flatten()?;
-        String::from_utf8(bytes).ok()
+    fn request_headers(&self) -> Option<Vec<(String, String)>> {
+        let pairs = hc::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+        Some(pairs.into_iter().map(|(k, v)| (k, text(v))).collect())
     }
 }
 
-pub fn set_map(map: MapType, name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value(map, name, value);
+/// The current stream's properties, as the exchange reads them.
+pub const INFO: EnvoyInfo<Props> = EnvoyInfo(Props);
+
+/// The host calls that act on the current stream.
+pub struct Proxy;
+
+impl StreamHost for Proxy {
+    fn enter(&self, context_id: u32) -> bool {
+        hc::set_effective_context(context_id).is_ok()
+    }
+
+    fn apply(&self, effect: Effect) -> Option<u32> {
+        let (req, resp) = (BufferType::HttpRequestBody, BufferType::HttpResponseBody);
+        let _ = match effect {
+            Effect::SetRequestHeader(n, v) => set_map(MapType::HttpRequestHeaders, &n, Some(&v)),
+            Effect::RemoveRequestHeader(n) => set_map(MapType::HttpRequestHeaders, &n, None),
+            Effect::SetResponseHeader(n, v) => set_map(MapType::HttpResponseHeaders, &n, Some(&v)),
+            Effect::ClearRequestBody { len } => hc::set_buffer(req, 0, len, &[]),
+            Effect::ReplaceRequestBody { len, body } => hc::set_buffer(req, 0, len, &body),
+            Effect::ClearResponseBody { len } => hc::set_buffer(resp, 0, len, &[]),
+            Effect::ReplaceResponseBody { len, body } => hc::set_buffer(resp, 0, len, &body),
+            Effect::Reply(r) => {
+                let headers = pairs(&r.headers);
+                hc::send_http_response(u32::from(r.status), headers, Some(&r.body))
+            }
+            Effect::Call(call) => {
+                let timeout = Duration::from_millis(call.timeout_ms);
+                let headers = pairs(&call.headers);
+                let body = Some(call.body.as_slice());
+                return hc::dispatch_http_call(&call.cluster, headers, body, vec![], timeout).ok();
+            }
+            Effect::ResumeRequest => hc::resume_http_request(),
+            Effect::ResumeResponse => hc::resume_http_response(),
+        };
+        None
+    }
+
+    fn info(&self) -> &dyn StreamInfo {
+        &INFO
+    }
+}
+
+fn set_map(map: MapType, name: &str, value: Option<&str>) -> Result<(), Status> {
+    hc::set_map_value(map, name, value)
+}
+
+fn pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// Calls `f` with the current callout's answer (`headers` = 0: the host has none).
+pub fn with_answer(headers: usize, body_len: usize, f: impl FnOnce(Option<Answer<'_>>)) {
+    let (map, body) = (
+        Map(MapType::HttpCallResponseHeaders),
+        Buffer(BufferType::HttpCallResponseBody),
+    );
+    f((headers > 0).then_some(Answer {
+        headers: &map,
+        body: &body,
+        body_len,
+    }));
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+    hc::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()
         .flatten()
 }
 
 pub fn set_tick_period_ms(ms: u64) {
-    let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
-}
-
-/// Makes `context_id` the stream the next host calls act on (from the root context).
-pub fn enter(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
-}
-
-pub fn dispatch(call: &crate::host::HttpCall) -> Option<u32> {
-    let headers: Vec<(&str, &str)> = call
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    hostcalls::dispatch_http_call(
-        &call.cluster,
-        headers,
-        Some(&call.body),
-        vec![],
-        Duration::from_millis(call.timeout_ms),
-    )
-    .ok()
+    let _ = hc::set_tick_period(Duration::from_millis(ms));
 }

@@ -1,9 +1,9 @@
 //! The proxy-wasm adapter: the thin layer between Envoy and the pure core.
 //!
-//! It only exists for `wasm32-wasip1`. The root context ([`Plugin`]) compiles the config into
-//! a [`Runtime`] over the proxy's [`ProxyHost`], moves breakers and waiting exchanges forward
-//! on its tick and sends alert webhooks; each HTTP stream gets a [`filter::Filter`] that feeds
-//! its exchange.
+//! It only exists for `wasm32-wasip1`. The root context ([`Plugin`]) builds the worker's
+//! [`Driver`] from the plugin configuration and hands it its ticks and callout answers; each
+//! HTTP stream gets a [`filter::Filter`] that hands its callbacks to its [`Stream`]. What they
+//! do is decided in the core ([`crate::driver`]).
 //!
 //! `exports.txt` lists the module exports these callbacks need: a trimmed build keeps only
 //! those (a new callback must be added there; `tests/wasm_exports.rs` checks it).
@@ -11,76 +11,26 @@
 mod filter;
 mod host;
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
-use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel, MapType};
+use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::config::Config;
-use crate::exchange::{Event, Exchange, Headers};
-use crate::host::Host;
+use crate::driver::{load_config, Driver, Stream};
 use crate::metrics::StatSink;
 use crate::runtime::Runtime;
-use filter::{drive, Filter};
-use host::{EnvoyStats, Map, ProxyHost};
+use filter::Filter;
+use host::{EnvoyStats, Proxy, ProxyHost};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Plugin::default()) });
 }}
 
-type Cell = Rc<RefCell<Exchange>>;
-
-/// An exchange the root context may have to reach: one that waits for a tick, or whose
-/// callout was dispatched from the root (its answer then comes to the root).
-struct Watched {
-    context_id: u32,
-    exchange: Weak<RefCell<Exchange>>,
-    root_call: Option<u32>,
-}
-
-/// What one worker's streams and its root context share.
-pub struct Shared {
-    rt: Runtime<ProxyHost>,
-    watched: RefCell<Vec<Watched>>,
-}
-
-impl Shared {
-    /// Keeps an exchange listed while it waits for a tick or a root-dispatched callout.
-    fn watch(&self, context_id: u32, cell: &Cell, root_call: Option<u32>) {
-        let Ok(mut watched) = self.watched.try_borrow_mut() else {
-            return;
-        };
-        let wakes = cell
-            .try_borrow()
-            .ok()
-            .and_then(|e| e.wake_at(&self.rt.config))
-            .is_some();
-        watched.retain(|w| w.context_id != context_id || w.root_call.is_some());
-        if wakes || root_call.is_some() {
-            watched.push(Watched {
-                context_id,
-                exchange: Rc::downgrade(cell),
-                root_call,
-            });
-        }
-    }
-
-    /// Drives `event` for an exchange from the root context, on its stream.
-    fn drive_from_root(&self, context_id: u32, cell: &Cell, event: Event<'_>) {
-        if host::enter(context_id) {
-            let token = drive(self, context_id, cell, event).token;
-            self.watch(context_id, cell, token);
-        }
-    }
-}
-
 /// The root context of one worker's VM.
 #[derive(Default)]
 struct Plugin {
-    shared: Option<Rc<Shared>>,
+    driver: Option<Rc<Driver<ProxyHost>>>,
 }
 
 /// Passes everything through; only used if a stream arrives before a valid configuration.
@@ -90,101 +40,38 @@ impl HttpContext for Passthrough {}
 
 impl Context for Plugin {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _: usize) {
-        let Some(shared) = self.shared.clone() else {
-            return;
-        };
-        let owner = shared.watched.try_borrow_mut().ok().and_then(|mut w| {
-            let i = w.iter().position(|x| x.root_call == Some(token))?;
-            let x = w.swap_remove(i);
-            Some((x.context_id, x.exchange.upgrade()?))
-        });
-        match owner {
-            Some((id, cell)) => {
-                if host::enter(id) {
-                    let token = filter::answer(&shared, id, &cell, headers, body).token;
-                    shared.watch(id, &cell, token);
-                }
-            }
-            None => {
-                let map = Map(MapType::HttpCallResponseHeaders);
-                let status = (headers > 0).then_some(map).and_then(|m| m.get(":status"));
-                shared
-                    .rt
-                    .alert_answered(status.and_then(|s| s.parse().ok()));
-            }
+        if let Some(driver) = &self.driver {
+            host::with_answer(headers, body, |a| {
+                driver.on_callout_answer(&Proxy, token, a)
+            });
         }
     }
 }
 
 impl RootContext for Plugin {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(bytes) = host::plugin_configuration() else {
-            error!("invalid configuration: config: no plugin configuration given");
+        let Ok(config) = load_config(host::plugin_configuration().as_deref()) else {
             return false;
         };
-        match Config::from_json(&String::from_utf8_lossy(&bytes)) {
-            Ok(config) => {
-                let (u, r) = (config.upstreams().len(), config.routes.len());
-                info!("configured {u} upstreams, {r} routes");
-                host::set_tick_period_ms(config.tick_interval_ms);
-                let stats = StatSink::define(&config, EnvoyStats);
-                let rt = Runtime::new(config, ProxyHost { stats });
-                let watched = RefCell::new(Vec::new());
-                self.shared = Some(Rc::new(Shared { rt, watched }));
-                true
-            }
-            Err(e) => {
-                error!("invalid configuration: {e}");
-                false
-            }
-        }
+        host::set_tick_period_ms(config.tick_interval_ms);
+        let stats = StatSink::define(&config, EnvoyStats);
+        let rt = Runtime::new(config, ProxyHost { stats });
+        self.driver = Some(Rc::new(Driver::new(rt)));
+        true
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = self.shared.clone() else {
-            return;
-        };
-        let now = shared.rt.host.now_ms();
-        shared.rt.tick(now);
-        let due: Vec<(u32, Cell)> = match shared.watched.try_borrow_mut() {
-            Ok(mut watched) => {
-                watched.retain(|w| w.exchange.strong_count() > 0);
-                let wake = |c: &Cell| {
-                    c.try_borrow()
-                        .ok()
-                        .and_then(|e| e.wake_at(&shared.rt.config))
-                };
-                watched
-                    .iter()
-                    .filter_map(|w| Some((w.context_id, w.exchange.upgrade()?)))
-                    .filter(|(_, c)| wake(c).is_some_and(|t| t <= now))
-                    .collect()
-            }
-            Err(_) => Vec::new(),
-        };
-        for (id, cell) in due {
-            shared.drive_from_root(
-                id,
-                &cell,
-                Event::Tick {
-                    stream: &host::Properties,
-                },
-            );
-        }
-        for call in shared.rt.take_alerts() {
-            if host::dispatch(&call).is_none() {
-                warn!(
-                    "alert webhook to cluster {} could not be sent",
-                    call.cluster
-                );
-                shared.rt.alert_answered(None);
-            }
+        if let Some(driver) = &self.driver {
+            driver.on_tick(&Proxy);
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(match &self.shared {
-            Some(shared) => Box::new(Filter::new(Rc::clone(shared), context_id)),
+        Some(match &self.driver {
+            Some(driver) => Box::new(Filter {
+                driver: Rc::clone(driver),
+                stream: Stream::new(context_id),
+            }),
             None => Box::new(Passthrough),
         })
     }

@@ -13,7 +13,7 @@ pub mod window;
 pub use transition::{Cause, Change, Transition, Trip, TripRule};
 
 use crate::config::{Mode, Policy};
-use crate::outcome::Outcome;
+use crate::outcome::{FailureReason, Outcome};
 use window::Window;
 
 /// The three breaker states, carrying their own data.
@@ -248,6 +248,52 @@ impl Breaker {
         }
     }
 
+    /// An active recovery probe was answered as expected: an OPEN breaker goes HALF_OPEN now,
+    /// without waiting for `recovery_timeout`; live requests then confirm as usual.
+    pub fn recovery_probe_succeeded(&mut self, policy: &Policy, now_ms: u64) -> Change {
+        if !matches!(policy.mode, Mode::Enforce | Mode::MetricsOnly) {
+            return Change::NONE;
+        }
+        if !matches!(self.state, State::Open { .. }) {
+            return Change::NONE;
+        }
+        let (failures, _) = self.window.totals(now_ms);
+        self.state = State::HalfOpen {
+            since_ms: now_ms,
+            successes: 0,
+            probes: Vec::new(),
+        };
+        Change::transition(Transition {
+            from: StateKind::Open,
+            to: StateKind::HalfOpen,
+            cause: Cause::RecoveryProbeSucceeded,
+            at_ms: now_ms,
+            failures_in_window: failures,
+            open_duration_ms: None,
+            until_ms: None,
+        })
+    }
+
+    /// An active recovery probe failed: the upstream is still down, so an OPEN breaker stays
+    /// OPEN at least `recovery_timeout` longer and sends no live request to it meanwhile.
+    pub fn recovery_probe_failed(&mut self, policy: &Policy, now_ms: u64) -> Change {
+        if !matches!(policy.mode, Mode::Enforce | Mode::MetricsOnly) {
+            return Change::NONE;
+        }
+        match &mut self.state {
+            State::Open { until_ms, .. } => {
+                let later = now_ms.saturating_add(policy.recovery_ms);
+                if later > *until_ms {
+                    *until_ms = later;
+                    Change::DIRTY
+                } else {
+                    Change::NONE
+                }
+            }
+            _ => Change::NONE,
+        }
+    }
+
     /// Records the outcome of a request admitted with `ticket`. `random` in [0, 1) spreads the
     /// open time when this outcome opens the breaker.
     pub fn record(
@@ -321,7 +367,12 @@ impl Breaker {
                 retry_after_ms,
             } => {
                 self.window.record(now_ms, true);
-                match self.trip_rule(policy, now_ms) {
+                // Used-up quota does not come back in a few calls: it opens at once.
+                let rule = match reason {
+                    FailureReason::QuotaExhausted => Some(TripRule::Count),
+                    _ => self.trip_rule(policy, now_ms),
+                };
+                match rule {
                     Some(rule) => {
                         let trip = Trip { rule, reason };
                         self.open(policy, now_ms, trip, retry_after_ms, random)
@@ -402,7 +453,12 @@ impl Breaker {
             self.reopens = 0;
             self.outage_since_ms = Some(now_ms);
         }
-        let duration = open_duration(policy, self.reopens, retry_after_ms, random);
+        let duration = match trip.reason {
+            FailureReason::QuotaExhausted => {
+                jittered(policy, policy.quota_recovery_ms as f64, random)
+            }
+            _ => open_duration(policy, self.reopens, retry_after_ms, random),
+        };
         let until_ms = now_ms.saturating_add(duration);
         let (failures, _) = self.window.totals(now_ms);
         self.state = State::Open {
@@ -485,6 +541,11 @@ pub fn open_duration(
     let exponent = i32::try_from(reopens.min(1_000)).unwrap_or(1_000);
     base *= policy.backoff_multiplier.powi(exponent);
     base = base.min(policy.max_recovery_ms as f64);
+    jittered(policy, base, random)
+}
+
+/// `base` ms spread by ±`recovery_jitter` using `random` in [0, 1).
+fn jittered(policy: &Policy, base: f64, random: f64) -> u64 {
     let r = if random.is_finite() {
         random.clamp(0.0, 1.0)
     } else {

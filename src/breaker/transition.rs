@@ -46,6 +46,8 @@ impl Trip {
 pub enum Cause {
     Tripped(Trip),
     RecoveryTimeoutElapsed,
+    /// An active recovery probe got an expected answer while the breaker was OPEN.
+    RecoveryProbeSucceeded,
     ProbesSucceeded,
 }
 
@@ -54,6 +56,7 @@ impl Cause {
         match self {
             Cause::Tripped(t) => t.describe(),
             Cause::RecoveryTimeoutElapsed => "recovery_timeout elapsed".to_string(),
+            Cause::RecoveryProbeSucceeded => "recovery probe succeeded".to_string(),
             Cause::ProbesSucceeded => "probes succeeded".to_string(),
         }
     }

@@ -23,6 +23,19 @@ pub(super) fn duration_ms(path: &str, secs: f64) -> Result<u64, ConfigError> {
     Ok(((secs * 1000.0).round() as u64).max(1))
 }
 
+/// HTTP statuses (100-599), each checked at `path[i]`.
+pub(super) fn statuses(path: &str, codes: &[u16]) -> Result<(), ConfigError> {
+    for (i, &code) in codes.iter().enumerate() {
+        if !(100..=599).contains(&code) {
+            return Err(ConfigError::range(
+                format!("{path}[{i}]"),
+                format!("must be an HTTP status (100-599), got {code}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn ratio(path: &str, v: f64) -> Result<f64, ConfigError> {
     if !(v.is_finite() && v > 0.0 && v <= 1.0) {
         return Err(ConfigError::range(

@@ -9,6 +9,7 @@
 mod checks;
 mod compile;
 mod error;
+mod field;
 mod model;
 mod policy;
 mod raw;

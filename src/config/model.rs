@@ -4,6 +4,9 @@
 //! facts the request path would otherwise recompute (does any route look at the host or the
 //! body, each primary's candidate chain, which fallbacks edit the body) are computed once.
 
+// serde derives these enums in tests only, as the oracle of src/tests/config_fields.rs: the
+// filter reads them through `config::field`, with the same messages.
+#[cfg(test)]
 use serde::Deserialize;
 
 use crate::outcome::FailureReason;
@@ -29,6 +32,9 @@ impl UpstreamId {
 
 /// Most probes a half-open breaker may admit at once; bounds the encoded state size.
 pub const MAX_HALF_OPEN_REQUESTS: u32 = 64;
+
+/// Most same-upstream retries one attempt may get (`retry.attempts`).
+pub const MAX_RETRY_ATTEMPTS: u32 = 5;
 
 /// The validated filter configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +119,11 @@ pub struct Upstream {
     /// This upstream followed by its fallbacks.
     pub chain: Vec<UpstreamId>,
     pub rewrite: Option<Rewrite>,
+    /// Where a request this upstream refused as too long for its context window is re-sent.
+    pub context_window_fallback: Option<UpstreamId>,
     pub policy: Policy,
+    /// The active health check sent while the breaker is OPEN; off when `None`.
+    pub recovery_probe: Option<RecoveryProbe>,
 }
 
 impl Upstream {
@@ -143,6 +153,19 @@ impl Rewrite {
     }
 }
 
+/// An active recovery probe: a request sent to the upstream's callout cluster every
+/// `interval_ms` while its breaker is OPEN, by one worker at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryProbe {
+    /// Request headers, pseudo-headers first (`:method`, `:path`, `:authority`).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Answers with one of these statuses are a success.
+    pub expected_statuses: Vec<u16>,
+}
+
 /// Breaker policy of one upstream, with durations in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -165,6 +188,38 @@ pub struct Policy {
     pub max_recovery_ms: u64,
     pub recovery_jitter: f64,
     pub conditions: FailureConditions,
+    /// Same-upstream retries before failover.
+    pub retry: Retry,
+    /// No response headers this long after the attempt went out: `timeout`, and the
+    /// request fails over. Off by default.
+    pub response_timeout_ms: Option<u64>,
+    /// How long a `quota_exhausted` failure keeps the breaker open (it opens at once).
+    pub quota_recovery_ms: u64,
+}
+
+/// `retry`: how often a failed attempt is tried again on the same upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    /// Retries after the first attempt (0: off).
+    pub attempts: u32,
+    /// The failures that are retried.
+    pub on: Vec<FailureReason>,
+    /// A provider asking to wait longer than this is not retried: the request fails over.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 0,
+            on: vec![
+                FailureReason::Status5xx,
+                FailureReason::ConnectFailure,
+                FailureReason::RateLimit,
+            ],
+            max_retry_after_ms: 5_000,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -188,6 +243,9 @@ impl Default for Policy {
             max_recovery_ms: 300_000,
             recovery_jitter: 0.1,
             conditions: FailureConditions::default(),
+            retry: Retry::default(),
+            response_timeout_ms: None,
+            quota_recovery_ms: 300_000,
         }
     }
 }
@@ -224,6 +282,7 @@ impl FailureConditions {
             FailureReason::StreamTruncated => self.stream_truncated,
             FailureReason::StreamStall => self.stream_stall,
             FailureReason::SlowFirstToken => self.slow_first_token,
+            FailureReason::QuotaExhausted => true,
         }
     }
 }
@@ -244,8 +303,8 @@ impl Default for FailureConditions {
 }
 
 /// How a breaker acts on traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum Mode {
     /// Track state and short-circuit open upstreams.
     Enforce,
@@ -309,16 +368,16 @@ pub struct Alerting {
     pub on: Vec<AlertOn>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum AlertFormat {
     Slack,
     Json,
 }
 
 /// Which transitions raise an alert, named after the state entered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Deserialize), serde(rename_all = "snake_case"))]
 pub enum AlertOn {
     Open,
     HalfOpen,

@@ -1,9 +1,11 @@
 //! Breaker policy compilation: `defaults`, then each upstream's overrides laid on top, every
 //! key validated where it is read.
 
-use super::checks::{at_least_one, duration_ms, ratio};
-use super::error::{join_path, ConfigError};
-use super::model::{FailureConditions, FailureRate, Policy, MAX_HALF_OPEN_REQUESTS};
+use super::checks::{at_least_one, duration_ms, ratio, statuses};
+use super::error::{join_path, ConfigError, ConfigErrorKind};
+use super::model::{
+    FailureConditions, FailureRate, Policy, MAX_HALF_OPEN_REQUESTS, MAX_RETRY_ATTEMPTS,
+};
 use super::raw::{RawFailureConditions, RawPolicy};
 
 impl RawPolicy {
@@ -85,6 +87,36 @@ impl RawPolicy {
         if let Some(c) = &self.failure_conditions {
             c.apply_to(&mut p.conditions, &key("failure_conditions"))?;
         }
+        if let Some(r) = &self.retry {
+            let k = key("retry");
+            if let Some(v) = r.attempts {
+                if v > MAX_RETRY_ATTEMPTS {
+                    return Err(ConfigError::range(
+                        join_path(&k, "attempts"),
+                        format!("must be at most {MAX_RETRY_ATTEMPTS}, got {v}"),
+                    ));
+                }
+                p.retry.attempts = v;
+            }
+            if let Some(v) = &r.on {
+                if v.is_empty() {
+                    return Err(ConfigError::new(
+                        join_path(&k, "on"),
+                        ConfigErrorKind::Empty("failure reason"),
+                    ));
+                }
+                p.retry.on = v.clone();
+            }
+            if let Some(v) = r.max_retry_after {
+                p.retry.max_retry_after_ms = duration_ms(&join_path(&k, "max_retry_after"), v)?;
+            }
+        }
+        if let Some(v) = self.quota_recovery_timeout {
+            p.quota_recovery_ms = duration_ms(&key("quota_recovery_timeout"), v)?;
+        }
+        if let Some(v) = self.response_timeout {
+            p.response_timeout_ms = Some(duration_ms(&key("response_timeout"), v)?);
+        }
         if p.max_recovery_ms < p.recovery_ms {
             return Err(ConfigError::range(
                 key("max_recovery_timeout"),
@@ -102,14 +134,7 @@ impl RawPolicy {
 impl RawFailureConditions {
     fn apply_to(&self, c: &mut FailureConditions, at: &str) -> Result<(), ConfigError> {
         if let Some(codes) = &self.status_codes {
-            for (i, &code) in codes.iter().enumerate() {
-                if !(100..=599).contains(&code) {
-                    return Err(ConfigError::range(
-                        format!("{at}.status_codes[{i}]"),
-                        format!("must be an HTTP status (100-599), got {code}"),
-                    ));
-                }
-            }
+            statuses(&format!("{at}.status_codes"), codes)?;
             c.status_codes = codes.clone();
         }
         if let Some(v) = self.timeout {

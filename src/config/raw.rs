@@ -1,7 +1,7 @@
 //! The serde layer: the JSON configuration exactly as users write it, read key by key.
 //!
-//! Every value is typed by serde (`serde_json::from_value`) where it stands, so an error
-//! names its full key path (`upstreams[1].failure_conditions.status_codes[2]: invalid type:
+//! Every value is typed where it stands by [`Field::read`] (serde_json's messages, one
+//! reader per type), so an error names its full key path (`upstreams[1].failure_conditions.status_codes[2]: invalid type:
 //! string "x", expected u16`), and every object rejects keys it does not know, naming the
 //! ones it does. Nothing is validated here beyond JSON types: [`super::compile`] turns these
 //! values into the typed [`super::Config`].
@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{join_path, ConfigError, ConfigErrorKind};
+use super::field::Field;
 use super::model::{AlertFormat, AlertOn, Mode};
 use crate::outcome::FailureReason;
 
@@ -28,11 +28,6 @@ pub(super) struct Object {
 
 fn syntax(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::new(path, ConfigErrorKind::Syntax(message.into()))
-}
-
-/// Types `value` as `T`, reporting serde's message at `path`.
-fn typed<T: DeserializeOwned>(path: &str, value: Value) -> Result<T, ConfigError> {
-    serde_json::from_value(value).map_err(|e| syntax(path, e.to_string()))
 }
 
 impl Object {
@@ -57,15 +52,12 @@ impl Object {
     }
 
     /// The value at `key`, if present.
-    pub fn value<T: DeserializeOwned>(
-        &mut self,
-        key: &'static str,
-    ) -> Result<Option<T>, ConfigError> {
-        self.take(key).map(|(p, v)| typed(&p, v)).transpose()
+    pub fn value<T: Field>(&mut self, key: &'static str) -> Result<Option<T>, ConfigError> {
+        self.take(key).map(|(p, v)| T::read(&p, v)).transpose()
     }
 
     /// The value at `key`, which must be present.
-    pub fn required<T: DeserializeOwned>(&mut self, key: &'static str) -> Result<T, ConfigError> {
+    pub fn required<T: Field>(&mut self, key: &'static str) -> Result<T, ConfigError> {
         let path = self.path.clone();
         self.value(key)?
             .ok_or_else(|| syntax(path, format!("missing field `{key}`")))
@@ -77,11 +69,8 @@ impl Object {
     }
 
     /// The list at `key`, each element typed at `key[i]`.
-    pub fn list<T: DeserializeOwned>(
-        &mut self,
-        key: &'static str,
-    ) -> Result<Option<Vec<T>>, ConfigError> {
-        self.elements(key, |p, v| typed(&p, v))
+    pub fn list<T: Field>(&mut self, key: &'static str) -> Result<Option<Vec<T>>, ConfigError> {
+        self.elements(key, |p, v| T::read(&p, v))
     }
 
     /// The list of objects at `key`.
@@ -215,6 +204,9 @@ pub(super) struct RawPolicy {
     pub max_recovery_timeout: Option<f64>,
     pub recovery_jitter: Option<f64>,
     pub failure_conditions: Option<RawFailureConditions>,
+    pub retry: Option<RawRetry>,
+    pub response_timeout: Option<f64>,
+    pub quota_recovery_timeout: Option<f64>,
 }
 
 impl RawPolicy {
@@ -243,7 +235,30 @@ impl RawPolicy {
                 .object("failure_conditions")?
                 .map(RawFailureConditions::read)
                 .transpose()?,
+            retry: o.object("retry")?.map(RawRetry::read).transpose()?,
+            response_timeout: o.value("response_timeout")?,
+            quota_recovery_timeout: o.value("quota_recovery_timeout")?,
         })
+    }
+}
+
+/// `retry`: same-upstream retries before failover.
+#[derive(Clone)]
+pub(super) struct RawRetry {
+    pub attempts: Option<u32>,
+    pub on: Option<Vec<FailureReason>>,
+    pub max_retry_after: Option<f64>,
+}
+
+impl RawRetry {
+    fn read(mut o: Object) -> Result<RawRetry, ConfigError> {
+        let r = RawRetry {
+            attempts: o.value("attempts")?,
+            on: o.list("on")?,
+            max_retry_after: o.value("max_retry_after")?,
+        };
+        o.done()?;
+        Ok(r)
     }
 }
 
@@ -300,6 +315,8 @@ pub(super) struct RawUpstreamIdentity {
     pub callout_cluster: Option<String>,
     pub fallbacks: Vec<String>,
     pub rewrite: Option<RawRewrite>,
+    pub recovery_probe: Option<RawRecoveryProbe>,
+    pub context_window_fallback: Option<String>,
 }
 
 impl RawUpstreamIdentity {
@@ -310,6 +327,11 @@ impl RawUpstreamIdentity {
             callout_cluster: o.value("callout_cluster")?,
             fallbacks: o.list("fallbacks")?.unwrap_or_default(),
             rewrite: o.object("rewrite")?.map(RawRewrite::read).transpose()?,
+            recovery_probe: o
+                .object("recovery_probe")?
+                .map(RawRecoveryProbe::read)
+                .transpose()?,
+            context_window_fallback: o.value("context_window_fallback")?,
         })
     }
 }
@@ -328,6 +350,32 @@ impl RawRewrite {
             path: o.value("path")?,
             host: o.value("host")?,
             headers: o.value("headers")?.unwrap_or_default(),
+        };
+        o.done()?;
+        Ok(r)
+    }
+}
+
+pub(super) struct RawRecoveryProbe {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub interval: Option<f64>,
+    pub timeout: Option<f64>,
+    pub expected_statuses: Option<Vec<u16>>,
+}
+
+impl RawRecoveryProbe {
+    fn read(mut o: Object) -> Result<RawRecoveryProbe, ConfigError> {
+        let r = RawRecoveryProbe {
+            method: o.value("method")?,
+            path: o.value("path")?,
+            headers: o.value("headers")?.unwrap_or_default(),
+            body: o.value("body")?,
+            interval: o.value("interval")?,
+            timeout: o.value("timeout")?,
+            expected_statuses: o.list("expected_statuses")?,
         };
         o.done()?;
         Ok(r)

@@ -83,8 +83,12 @@ pub fn callout_headers(
     }
     set_header(&mut out, route_header, cluster);
     set_header(&mut out, "content-length", &body_len.to_string());
-    out.sort_by_key(|(k, _)| !k.starts_with(':'));
-    out
+    // Pseudo-headers first, each group in its order (a stable partition; a generic sort
+    // cost 3.3 KB of wasm).
+    let (mut pseudo, rest): (Vec<_>, Vec<_>) =
+        out.into_iter().partition(|(k, _)| k.starts_with(':'));
+    pseudo.extend(rest);
+    pseudo
 }
 
 /// Headers of the reply built from a callout's answer.

@@ -18,17 +18,20 @@
 //! views and the returned effects. That is what the in-process tests drive.
 
 mod body;
+mod error_read;
 mod event;
 pub mod failover;
 mod held;
 pub mod local;
 mod request;
 mod response;
+mod retry;
 mod stream;
 pub mod usage;
 
 pub use body::{model_of, with_model, NotRewritable};
 pub use event::{Answer, Body, Effect, Event, Flow, Headers, Reply, Step, StreamInfo};
+pub use retry::retry_delay;
 
 use crate::breaker::Ticket;
 use crate::config::UpstreamId;
@@ -71,6 +74,8 @@ enum Phase {
     RewritingBody { attempt: Attempt, model: String },
     /// The request went to `attempt.upstream`; its response headers have not arrived.
     Sent(Attempt),
+    /// An error answer held at its headers while its body is read to judge it.
+    ReadingError(Box<error_read::ErrorRead>),
     /// The response is judged and flows to the client.
     Delivering,
     /// A JSON answer passing through; its end is kept to read its token usage.
@@ -82,6 +87,9 @@ enum Phase {
     Streaming(Box<stream::Stream>),
     /// The served attempt failed; its response is held while a fallback is called.
     FailingOver(Failover),
+    /// An attempt failed and is tried again on the same upstream after a delay; the failed
+    /// response is held meanwhile.
+    Retrying(Box<Waiting>),
     /// Every fallback failed; the failed response goes to the client once its body is in.
     GivingUp(HeldResponse),
     /// The stream is over.
@@ -125,6 +133,30 @@ struct Failover {
     attempts: u32,
     /// The callout in flight.
     call: Option<Call>,
+}
+
+/// A retry waiting for its time.
+#[derive(Debug)]
+struct Waiting {
+    failover: Failover,
+    /// The upstream tried again.
+    upstream: UpstreamId,
+    /// When the retry goes out.
+    at_ms: u64,
+}
+
+impl Failover {
+    /// A failover of `a`'s request, holding `held`, with nothing called yet.
+    fn new(held: HeldResponse, a: &Attempt) -> Failover {
+        Failover {
+            held,
+            primary: a.primary,
+            tried: vec![a.upstream],
+            called: vec![a.upstream],
+            attempts: 0,
+            call: None,
+        }
+    }
 }
 
 /// The served attempt's failed response, kept in case every fallback fails too.
@@ -236,12 +268,15 @@ impl Exchange {
             } => match self.phase {
                 Phase::Streaming(_) => self.on_stream_body(rt, len, end_of_stream, body),
                 Phase::Metering { .. } => self.on_metered_body(rt, len, end_of_stream, body),
+                Phase::ReadingError(_) => self.on_error_body(rt, len, end_of_stream, body),
                 _ => self.on_response_body(rt, len, end_of_stream, body),
             },
             Event::CalloutAnswered(answer) => self.on_callout(rt, answer),
             Event::CalloutNotSent => self.on_callout_not_sent(rt),
             Event::Tick { stream } => match self.phase {
                 Phase::Streaming(_) => self.on_stream_tick(rt),
+                Phase::Retrying(_) => self.on_retry_tick(rt),
+                Phase::Sent(_) => self.on_sent_tick(rt),
                 _ => self.on_tick(rt, stream),
             },
             Event::Done { info } => {
@@ -257,6 +292,8 @@ impl Exchange {
         match &self.phase {
             Phase::HeldForBody(h) if h.wake_ms != u64::MAX => Some(h.wake_ms),
             Phase::Streaming(s) => s.wake_at(&config.upstream(s.attempt().upstream).policy),
+            Phase::Retrying(w) => Some(w.at_ms),
+            Phase::Sent(a) => retry::response_deadline(&config.upstream(a.upstream).policy, a),
             _ => None,
         }
     }
@@ -276,10 +313,12 @@ impl Exchange {
             Phase::HeldForBody(_) => "held_for_body",
             Phase::RewritingBody { .. } => "rewriting_body",
             Phase::Sent(_) => "sent",
+            Phase::ReadingError(_) => "reading_error",
             Phase::Delivering => "delivering",
             Phase::Metering { .. } => "metering",
             Phase::Streaming(_) => "streaming",
             Phase::FailingOver(_) => "failing_over",
+            Phase::Retrying(_) => "retrying",
             Phase::GivingUp(_) => "giving_up",
             Phase::Finished => "finished",
         }
@@ -295,6 +334,7 @@ impl Exchange {
                 attempt: Some(a), ..
             }) => rt.release(a.upstream, a.ticket),
             Phase::FailingOver(Failover { call: Some(c), .. }) => rt.release(c.upstream, c.ticket),
+            Phase::ReadingError(r) => rt.release(r.attempt.upstream, r.attempt.ticket),
             _ => {}
         }
     }

@@ -97,6 +97,16 @@ fn judge<H: Host>(
     (classify(&info, policy), now)
 }
 
+/// How long a callout to `u` may take: `failover.timeout`, or the upstream's
+/// `response_timeout` when shorter (a callout's answer comes whole, so this bounds it all).
+fn callout_timeout(cfg: &crate::config::Config, u: UpstreamId) -> u64 {
+    let t = cfg.failover.timeout_ms;
+    cfg.upstream(u)
+        .policy
+        .response_timeout_ms
+        .map_or(t, |r| r.min(t))
+}
+
 /// Whether a fallback's answer may replace the held response: a real answer, not an error.
 fn is_usable_answer(status: Option<u16>) -> bool {
     matches!(status, Some(s) if (200..400).contains(&s))
@@ -104,7 +114,12 @@ fn is_usable_answer(status: Option<u16>) -> bool {
 
 impl HeldResponse {
     /// Keeps what fits of a body chunk.
-    fn keep(&mut self, chunk: &[u8], end_of_stream: bool) {
+    pub(super) fn keep(&mut self, chunk: &[u8], end_of_stream: bool) {
+        if self.complete {
+            // A body already whole (a timed-out attempt's 504) takes nothing from a late
+            // answer.
+            return;
+        }
         let room = KEPT_BODY_BYTES.saturating_sub(self.body.len());
         self.body
             .extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(&[]));
@@ -144,6 +159,12 @@ impl Exchange {
                 attempt: Some(attempt),
                 ..
             }) => self.judge_served(rt, attempt, headers, info, None),
+            // The late answer of an attempt abandoned at its `response_timeout`: held, never
+            // shown to the client (the failover's reply replaces it).
+            other @ (Phase::FailingOver(_) | Phase::Retrying(_)) => {
+                self.phase = other;
+                Step::pause()
+            }
             other => {
                 self.phase = other;
                 Step::go()
@@ -183,6 +204,7 @@ impl Exchange {
     ) -> Step {
         let held = match &mut self.phase {
             Phase::FailingOver(f) => &mut f.held,
+            Phase::Retrying(w) => &mut w.failover.held,
             Phase::GivingUp(h) => h,
             _ => return Step::go(),
         };
@@ -206,7 +228,7 @@ impl Exchange {
         }
     }
 
-    fn failed_reply<H: Host>(&self, rt: &Runtime<H>, held: HeldResponse) -> Reply {
+    pub(super) fn failed_reply<H: Host>(&self, rt: &Runtime<H>, held: HeldResponse) -> Reply {
         let cfg = &rt.config;
         let served = self.served.map_or("", |u| cfg.upstream(u).name.as_str());
         held.into_reply(&cfg.response_header, served)
@@ -250,6 +272,21 @@ impl Exchange {
             step.flow = started.flow;
             return step;
         }
+        if end_of_stream != Some(true) && matches!(status, Some(400..=499)) {
+            let ct = headers.get("content-type");
+            if crate::error_body::worth_reading(status, ct.as_deref()) {
+                // Judged once its body says what kind of error it is.
+                self.phase = Phase::ReadingError(Box::new(super::error_read::ErrorRead {
+                    status: status.unwrap_or(400),
+                    outcome,
+                    headers: headers.all(),
+                    resendable: end_of_stream.is_some(),
+                    attempt: a,
+                }));
+                step.flow = super::Flow::Pause;
+                return step;
+            }
+        }
         rt.record(a.upstream, a.ticket, now, &outcome);
         if content_type.is_some_and(|c| c.contains("json")) && end_of_stream != Some(true) {
             // A JSON answer: its usage is read from its end as it passes.
@@ -262,7 +299,8 @@ impl Exchange {
         let Some(end_of_stream) = end_of_stream else {
             return step;
         };
-        if triggers(&cfg.failover, &outcome).is_none() {
+        let retry = self.retry_wait(rt, None, a.upstream, &outcome);
+        if triggers(&cfg.failover, &outcome).is_none() && retry.is_none() {
             return step;
         }
         let now = if now == 0 { rt.host.now_ms() } else { now };
@@ -274,6 +312,13 @@ impl Exchange {
             chain: String::new(),
             stream: None,
         };
+        if let Some(delay) = retry {
+            let mut f = Failover::new(held, &a);
+            f.held.headers = headers.all();
+            self.wait_to_retry(f, a.upstream, now.saturating_add(delay));
+            step.flow = super::Flow::Pause;
+            return step;
+        }
         if let Some(started) = self.start_failover(rt, &a, held, Some(headers), now) {
             step.effects.extend(started.effects);
             step.flow = super::Flow::Pause;
@@ -292,14 +337,7 @@ impl Exchange {
         headers: Option<&dyn Headers>,
         now_ms: u64,
     ) -> Option<Step> {
-        let mut f = Failover {
-            held,
-            primary: a.primary,
-            tried: vec![a.upstream],
-            called: vec![a.upstream],
-            attempts: 0,
-            call: None,
-        };
+        let mut f = Failover::new(held, a);
         let call = self.next_call(rt, &mut f, a.upstream, now_ms)?;
         if let Some(h) = headers {
             f.held.headers = h.all();
@@ -318,8 +356,8 @@ impl Exchange {
         now_ms: u64,
     ) -> Option<HttpCall> {
         let cfg = &rt.config;
-        let headers = self.client.headers.as_ref()?;
-        let copy = self.client.copy.as_ref().filter(|c| c.complete)?;
+        self.client.headers.as_ref()?;
+        self.client.copy.as_ref().filter(|c| c.complete)?;
         let metrics = rt.host.metrics();
         while f.attempts < cfg.failover.max_attempts {
             let next = cfg
@@ -328,22 +366,6 @@ impl Exchange {
                 .copied()
                 .find(|u| !f.tried.contains(u))?;
             f.tried.push(next);
-            let target = cfg.upstream(next);
-            let body = match target.rewrite_model() {
-                Some(model) => match with_model(&copy.body, model) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        // Never send a fallback the wrong model.
-                        warn!(
-                            "failover to {} skipped: body not rewritable ({e:?})",
-                            target.name
-                        );
-                        metrics.failover(failed, next, FailoverResult::Skipped);
-                        continue;
-                    }
-                },
-                None => copy.body.clone(),
-            };
             let ticket = match rt.admit(next, now_ms) {
                 Admission::Admitted(t) => t,
                 Admission::Rejected { .. } => {
@@ -351,27 +373,70 @@ impl Exchange {
                     continue;
                 }
             };
-            let call_headers = callout_headers(
-                headers,
-                target.rewrite.as_ref(),
-                &cfg.route_header,
-                &target.cluster,
-                body.len(),
-            );
-            f.attempts += 1;
-            f.call = Some(Call {
-                upstream: next,
-                ticket,
-                started_ms: now_ms,
-            });
-            return Some(HttpCall {
-                cluster: target.callout_cluster.clone(),
-                headers: call_headers,
-                body,
-                timeout_ms: cfg.failover.timeout_ms,
-            });
+            match self.call_to(rt, f, next, ticket, now_ms) {
+                Some(call) => {
+                    f.attempts += 1;
+                    return Some(call);
+                }
+                None => {
+                    // Never send a fallback the wrong model.
+                    rt.release(next, ticket);
+                    metrics.failover(failed, next, FailoverResult::Skipped);
+                }
+            }
         }
         None
+    }
+
+    /// The callout carrying the kept request to `target`, admitted with `ticket`, with its
+    /// rewrite when it is not the primary; recorded as `f`'s call in flight. `None` when
+    /// the request was not kept or its body cannot take the rewrite.
+    pub(super) fn call_to<H: Host>(
+        &self,
+        rt: &Runtime<H>,
+        f: &mut Failover,
+        next: UpstreamId,
+        ticket: Ticket,
+        now_ms: u64,
+    ) -> Option<HttpCall> {
+        let cfg = &rt.config;
+        let headers = self.client.headers.as_ref()?;
+        let copy = self.client.copy.as_ref().filter(|c| c.complete)?;
+        let target = cfg.upstream(next);
+        let rewrite = (next != f.primary)
+            .then_some(target.rewrite.as_ref())
+            .flatten();
+        let body = match rewrite.and_then(|r| r.model.as_deref()) {
+            Some(model) => match with_model(&copy.body, model) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(
+                        "call to {} skipped: body not rewritable ({e:?})",
+                        target.name
+                    );
+                    return None;
+                }
+            },
+            None => copy.body.clone(),
+        };
+        let call_headers = callout_headers(
+            headers,
+            rewrite,
+            &cfg.route_header,
+            &target.cluster,
+            body.len(),
+        );
+        f.call = Some(Call {
+            upstream: next,
+            ticket,
+            started_ms: now_ms,
+        });
+        Some(HttpCall {
+            cluster: target.callout_cluster.clone(),
+            headers: call_headers,
+            body,
+            timeout_ms: callout_timeout(cfg, next),
+        })
     }
 
     /// The failover in progress and its callout in flight, taken out of the phase (which
@@ -423,7 +488,7 @@ impl Exchange {
             None => {
                 let now = rt.host.now_ms();
                 let elapsed = now.saturating_sub(call.started_ms);
-                let reason = callout_failure(elapsed, cfg.failover.timeout_ms);
+                let reason = callout_failure(elapsed, callout_timeout(cfg, call.upstream));
                 (Outcome::failure(reason), now)
             }
         };
@@ -431,9 +496,13 @@ impl Exchange {
         rt.record(call.upstream, call.ticket, now, &outcome);
         let metrics = rt.host.metrics();
         let from = f.called.last().copied().unwrap_or(call.upstream);
+        // A retry on the same upstream is not a failover.
+        let failover = from != call.upstream;
         f.called.push(call.upstream);
         if let (Some(a), true) = (&answer, is_usable_answer(status)) {
-            metrics.failover(from, call.upstream, FailoverResult::Success);
+            if failover {
+                metrics.failover(from, call.upstream, FailoverResult::Success);
+            }
             let target = cfg.upstream(call.upstream);
             let reply = Reply {
                 status: status.unwrap_or(200),
@@ -448,8 +517,10 @@ impl Exchange {
             self.phase = Phase::Answered;
             return Step::go().with(Effect::Reply(reply));
         }
-        metrics.failover(from, call.upstream, FailoverResult::Failure);
-        self.continue_or_give_up(rt, f, call.upstream, now)
+        if failover {
+            metrics.failover(from, call.upstream, FailoverResult::Failure);
+        }
+        self.after_failure(rt, f, call.upstream, &outcome, now)
     }
 
     /// The callout could not be sent: free its slot and try the next fallback.
@@ -474,7 +545,7 @@ impl Exchange {
 
     /// Calls the next fallback, or gives the client the failed response, marked: at once
     /// when its body is in, else when it ends.
-    fn continue_or_give_up<H: Host>(
+    pub(super) fn continue_or_give_up<H: Host>(
         &mut self,
         rt: &Runtime<H>,
         mut f: Failover,

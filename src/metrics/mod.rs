@@ -10,6 +10,7 @@
 use crate::breaker::{StateKind, Transition};
 use crate::config::UpstreamId;
 use crate::outcome::{FailureReason, Outcome};
+use crate::store::probe_lease::ProbeResult;
 
 mod table;
 pub use table::{MetricKind, StatSink, Stats};
@@ -24,6 +25,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "circuit_breaker_transitions",
     "circuit_breaker_all_open",
     "circuit_breaker_probes",
+    "circuit_breaker_recovery_probes",
     "circuit_breaker_open_duration_ms",
     "circuit_breaker_failovers",
     "circuit_breaker_alerts",
@@ -104,6 +106,8 @@ pub trait MetricsSink {
     /// An SSE event whose data is not JSON (not a failure by itself).
     fn malformed_event(&self, upstream: UpstreamId);
     fn probe(&self, upstream: UpstreamId, success: bool);
+    /// An active recovery probe ended (only upstreams with a `recovery_probe` send them).
+    fn recovery_probe(&self, upstream: UpstreamId, result: ProbeResult);
     fn open_duration(&self, upstream: UpstreamId, ms: u64);
     fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
     fn alert(&self, result: AlertResult);
@@ -125,6 +129,7 @@ impl MetricsSink for NoMetrics {
     fn tokens(&self, _: UpstreamId, _: u64, _: u64) {}
     fn malformed_event(&self, _: UpstreamId) {}
     fn probe(&self, _: UpstreamId, _: bool) {}
+    fn recovery_probe(&self, _: UpstreamId, _: ProbeResult) {}
     fn open_duration(&self, _: UpstreamId, _: u64) {}
     fn failover(&self, _: UpstreamId, _: UpstreamId, _: FailoverResult) {}
     fn alert(&self, _: AlertResult) {}

@@ -11,6 +11,7 @@ use super::{stat_name, AlertResult, FailoverResult, MetricsSink};
 use crate::breaker::StateKind;
 use crate::config::{Config, UpstreamId};
 use crate::outcome::{FailureReason, Outcome};
+use crate::store::probe_lease::ProbeResult;
 
 /// What a metric is, as the proxy defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ struct PerUpstream {
     rejected: Id,
     transitions: [Id; 4],
     probes: [Id; 2],
+    /// Defined only for upstreams with a `recovery_probe`.
+    recovery_probes: [Id; 2],
     open_duration: Id,
     first_token: Id,
     input_tokens: Id,
@@ -102,6 +105,11 @@ impl<S: Stats> StatSink<S> {
                     }),
                     probes: ["success", "failure"]
                         .map(|r| with("circuit_breaker_probes", "result", r)),
+                    recovery_probes: match u.recovery_probe {
+                        Some(_) => ProbeResult::ALL
+                            .map(|r| with("circuit_breaker_recovery_probes", "result", r.as_str())),
+                        None => [None; 2],
+                    },
                     open_duration: stats.define(
                         MetricKind::Histogram,
                         &stat_name("circuit_breaker_open_duration_ms", &up),
@@ -246,6 +254,11 @@ impl<S: Stats> MetricsSink for StatSink<S> {
             self.up(upstream)
                 .and_then(|u| u.probes.get(usize::from(!success))),
         );
+    }
+
+    fn recovery_probe(&self, upstream: UpstreamId, result: ProbeResult) {
+        let i = ProbeResult::ALL.iter().position(|r| *r == result);
+        self.inc(self.up(upstream).and_then(|u| u.recovery_probes.get(i?)));
     }
 
     fn open_duration(&self, upstream: UpstreamId, ms: u64) {

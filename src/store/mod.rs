@@ -1,15 +1,16 @@
 //! Typed values in proxy-wasm shared data, updated by compare-and-swap.
 //!
 //! Every Envoy worker runs its own wasm VM; they share state only through the host's
-//! shared-data store, as bytes with a CAS token. Three kinds of value live there (each
-//! breaker's [`Breaker`](crate::breaker::Breaker) state, each breaker's alert log, and the set
-//! of breakers that are not CLOSED). Each implements [`Codec`], and every change to any of
+//! shared-data store, as bytes with a CAS token. Four kinds of value live there (each
+//! breaker's [`Breaker`](crate::breaker::Breaker) state, each breaker's alert log, the set
+//! of breakers that are not CLOSED, and each recovery probe's lease). Each implements [`Codec`], and every change to any of
 //! them goes through the one [`update`] loop: read, decode, change, write back if the token
 //! still matches, else start over. No update is lost, and the closure runs on the value every
 //! other worker sees, so a transition is performed (and announced) by exactly one worker.
 
 pub mod active_set;
 pub mod breaker_state;
+pub mod probe_lease;
 
 use std::fmt;
 

@@ -200,3 +200,84 @@ fn json_payload_is_a_plain_event() {
     assert_eq!(v["open_duration_ms"], 31_000);
     assert_eq!(v["reason"], "probes succeeded");
 }
+
+/// The payloads as they were built before `json_out`: through a `serde_json::Value` tree.
+fn payload_via_value(format: AlertFormat, e: &AlertEvent<'_>) -> String {
+    use serde_json::json;
+    let t = e.transition;
+    let reason = t.cause.describe();
+    let at = crate::hints::format_rfc3339(t.at_ms);
+    let next_probe = t.until_ms.map(crate::hints::format_rfc3339);
+    match format {
+        AlertFormat::Json => json!({
+            "event": "circuit_breaker_transition", "upstream": e.upstream, "cluster": e.cluster,
+            "from": t.from.as_str(), "to": t.to.as_str(), "reason": reason,
+            "failures_in_window": t.failures_in_window, "at": at, "at_ms": t.at_ms,
+            "next_probe_at": next_probe, "open_duration_ms": t.open_duration_ms,
+        })
+        .to_string(),
+        AlertFormat::Slack => {
+            let (emoji, color, verb) = match t.to {
+                Open => (":red_circle:", "danger", "OPEN"),
+                HalfOpen => (":large_yellow_circle:", "warning", "HALF-OPEN (probing)"),
+                Closed => (":large_green_circle:", "good", "CLOSED (recovered)"),
+            };
+            let (from, to) = (t.from.as_str(), t.to.as_str());
+            let text = format!(
+                "{emoji} Circuit breaker for *{}* is {verb}: {from} → {to} ({reason})",
+                e.upstream
+            );
+            let mut fields = vec![
+                json!({"title": "Upstream", "value": format!("{} (cluster {})", e.upstream, e.cluster), "short": true}),
+                json!({"title": "Transition", "value": format!("{from} → {to}"), "short": true}),
+                json!({"title": "Failures in window", "value": t.failures_in_window.to_string(), "short": true}),
+                json!({"title": "Reason", "value": reason, "short": true}),
+                json!({"title": "Time", "value": at, "short": false}),
+            ];
+            if let Some(n) = next_probe {
+                fields.push(json!({"title": "Next probe", "value": n, "short": false}));
+            }
+            if let Some(ms) = t.open_duration_ms {
+                fields.push(json!({"title": "Outage lasted", "value": format!("{:.1} s", ms as f64 / 1000.0), "short": true}));
+            }
+            json!({"text": text, "attachments": [{"color": color, "fields": fields, "ts": t.at_ms / 1000}]})
+                .to_string()
+        }
+    }
+}
+
+#[test]
+fn payloads_are_byte_identical_to_serde_json_values() {
+    let names = [
+        "openai",
+        "a\"b\\c",
+        "tab\there\nnl\r\u{1}\u{8}\u{c}\u{1f}",
+        "é→🚀",
+        "",
+    ];
+    for (i, (from, to)) in [
+        (Closed, Open),
+        (Open, HalfOpen),
+        (HalfOpen, Closed),
+        (HalfOpen, Open),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut tr = t(from, to, 1_764_194_489_123 + i as u64 * 77_777);
+        tr.failures_in_window = u32::MAX - i as u32;
+        tr.open_duration_ms = tr.open_duration_ms.map(|_| 1_250 + i as u64 * 999);
+        for upstream in names {
+            for cluster in names {
+                let e = AlertEvent {
+                    upstream,
+                    cluster,
+                    transition: &tr,
+                };
+                for format in [AlertFormat::Json, AlertFormat::Slack] {
+                    assert_eq!(payload(format, &e), payload_via_value(format, &e));
+                }
+            }
+        }
+    }
+}

@@ -140,7 +140,8 @@ fn minimal_config_gets_the_documented_defaults() {
             FailureReason::StreamError,
             FailureReason::StreamTruncated,
             FailureReason::StreamStall,
-            FailureReason::SlowFirstToken
+            FailureReason::SlowFirstToken,
+            FailureReason::QuotaExhausted
         ],
         "slow calls succeeded: they are not re-sent"
     );
@@ -537,5 +538,233 @@ fn failover_on_reads_every_reason_by_the_name_metrics_and_the_readme_give_it() {
         );
         let c = Config::from_json(&json).unwrap_or_else(|e| panic!("{}: {e}", reason.as_str()));
         assert_eq!(c.failover.on, vec![reason]);
+    }
+}
+
+/// One upstream `a` with `recovery_probe` set to `probe`.
+fn with_probe(probe: &str) -> String {
+    with(
+        &format!(r#"[{{"name":"a","cluster":"a_cluster","recovery_probe":{probe}}}]"#),
+        r#"[{"upstream":"a"}]"#,
+    )
+}
+
+#[test]
+fn a_recovery_probe_gets_the_documented_defaults() {
+    let c = Config::from_json(&with_probe("{}")).expect("valid");
+    let p = c.upstreams()[0].recovery_probe.clone().expect("configured");
+    assert_eq!(
+        p.headers,
+        vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), "/v1/models".to_string()),
+            (":authority".to_string(), "a_cluster".to_string()),
+        ]
+    );
+    assert!(p.body.is_empty());
+    assert_eq!((p.interval_ms, p.timeout_ms), (5_000, 3_000));
+    assert_eq!(p.expected_statuses, vec![200]);
+    let none = Config::from_json(MINIMAL).expect("valid");
+    assert!(
+        none.upstreams()[0].recovery_probe.is_none(),
+        "off by default"
+    );
+}
+
+#[test]
+fn a_recovery_probe_takes_every_field_and_the_rewrite_host() {
+    let json = with(
+        r#"[{"name":"a","rewrite":{"host":"api.example.com"},"recovery_probe":{
+            "method":"POST","path":"/v1/chat/completions","headers":{"Authorization":"Bearer k"},
+            "body":"{\"model\":\"m\",\"max_tokens\":1}","interval":2,"timeout":0.5,
+            "expected_statuses":[200,400]}}]"#,
+        r#"[{"upstream":"a"}]"#,
+    );
+    let c = Config::from_json(&json).expect("valid");
+    let p = c.upstreams()[0].recovery_probe.clone().expect("configured");
+    let h = |k: &str| {
+        p.headers
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(h(":method").as_deref(), Some("POST"));
+    assert_eq!(h(":path").as_deref(), Some("/v1/chat/completions"));
+    assert_eq!(h(":authority").as_deref(), Some("api.example.com"));
+    assert_eq!(h("authorization").as_deref(), Some("Bearer k"));
+    assert_eq!(h("content-type").as_deref(), Some("application/json"));
+    assert_eq!(p.body, br#"{"model":"m","max_tokens":1}"#.to_vec());
+    assert_eq!((p.interval_ms, p.timeout_ms), (2_000, 500));
+    assert_eq!(p.expected_statuses, vec![200, 400]);
+}
+
+#[test]
+fn recovery_probe_errors_name_the_key() {
+    for (probe, want) in [
+        (
+            r#"{"intervall":2}"#,
+            "upstreams[0].recovery_probe: unknown field `intervall`, expected one of `method`, `path`, `headers`, `body`, `interval`, `timeout`, `expected_statuses`",
+        ),
+        (
+            r#"{"interval":0}"#,
+            "upstreams[0].recovery_probe.interval: must be a duration in seconds, > 0 and <= 86400, got 0",
+        ),
+        (
+            r#"{"timeout":-1}"#,
+            "upstreams[0].recovery_probe.timeout: must be a duration in seconds, > 0 and <= 86400, got -1",
+        ),
+        (
+            r#"{"path":"v1/models"}"#,
+            "upstreams[0].recovery_probe.path: must start with '/' and be a printable header value",
+        ),
+        (
+            r#"{"method":"get"}"#,
+            "upstreams[0].recovery_probe.method: must be an HTTP method in upper case",
+        ),
+        (
+            r#"{"expected_statuses":[]}"#,
+            "upstreams[0].recovery_probe.expected_statuses: must list at least one status",
+        ),
+        (
+            r#"{"expected_statuses":[200,99]}"#,
+            "upstreams[0].recovery_probe.expected_statuses[1]: must be an HTTP status (100-599), got 99",
+        ),
+        (
+            r#"{"headers":{"bad header":"x"}}"#,
+            "upstreams[0].recovery_probe.headers.bad header: \"bad header\" is not a valid HTTP header name",
+        ),
+        (
+            r#"{"interval":"2s"}"#,
+            "upstreams[0].recovery_probe.interval: invalid type: string \"2s\", expected f64",
+        ),
+        (
+            r#"[]"#,
+            "upstreams[0].recovery_probe: invalid type: sequence, expected an object",
+        ),
+    ] {
+        assert_eq!(err(&with_probe(probe)), want, "for {probe}");
+    }
+}
+
+#[test]
+fn retry_and_response_timeout_default_to_off_with_the_documented_retry_policy() {
+    let c = Config::from_json(MINIMAL).expect("valid");
+    let p = &c
+        .upstream(c.upstream_id("openai").expect("configured"))
+        .policy;
+    assert_eq!(p.retry.attempts, 0);
+    assert_eq!(
+        p.retry.on,
+        vec![
+            FailureReason::Status5xx,
+            FailureReason::ConnectFailure,
+            FailureReason::RateLimit
+        ]
+    );
+    assert_eq!(p.retry.max_retry_after_ms, 5_000);
+    assert_eq!(p.response_timeout_ms, None);
+}
+
+#[test]
+fn retry_and_response_timeout_are_read_per_upstream_over_the_defaults() {
+    let c = Config::from_json(
+        r#"{"defaults":{"retry":{"attempts":1},"response_timeout":2},
+            "upstreams":[{"name":"a","retry":{"on":["timeout"],"max_retry_after":1.5}},{"name":"b"}],
+            "routes":[{"upstream":"a"}]}"#,
+    )
+    .expect("valid");
+    let a = &c.upstream(c.upstream_id("a").expect("a")).policy;
+    assert_eq!(a.retry.attempts, 1, "inherited from defaults");
+    assert_eq!(a.retry.on, vec![FailureReason::Timeout]);
+    assert_eq!(a.retry.max_retry_after_ms, 1_500);
+    assert_eq!(a.response_timeout_ms, Some(2_000));
+    let b = &c.upstream(c.upstream_id("b").expect("b")).policy;
+    assert_eq!(b.retry.attempts, 1);
+    assert_eq!(b.retry.max_retry_after_ms, 5_000);
+}
+
+#[test]
+fn retry_and_response_timeout_errors_name_their_key() {
+    let up = |k: &str| with(&format!(r#"[{{"name":"a",{k}}}]"#), r#"[{"upstream":"a"}]"#);
+    let e = Config::from_json(&up(r#""retry":{"attempts":6}"#)).unwrap_err();
+    assert_eq!(e.path, "upstreams[0].retry.attempts");
+    assert_eq!(
+        e.kind,
+        ConfigErrorKind::OutOfRange("must be at most 5, got 6".to_string())
+    );
+    let e = Config::from_json(&up(r#""retry":{"on":[]}"#)).unwrap_err();
+    assert_eq!(e.path, "upstreams[0].retry.on");
+    assert_eq!(e.kind, ConfigErrorKind::Empty("failure reason"));
+    assert!(err(&up(r#""retry":{"on":["5xx"]}"#))
+        .starts_with("upstreams[0].retry.on[0]: unknown variant"));
+    assert_eq!(
+        err(&up(r#""retry":{"max_retry_after":0}"#)),
+        "upstreams[0].retry.max_retry_after: must be a duration in seconds, > 0 and <= 86400, got 0"
+    );
+    assert!(err(&up(r#""retry":{"attempt":1}"#)).starts_with("upstreams[0].retry"));
+    assert!(matches!(
+        Config::from_json(&up(r#""retry":{"attempt":1}"#))
+            .unwrap_err()
+            .kind,
+        ConfigErrorKind::Syntax(_)
+    ));
+    assert!(err(&up(r#""retry":{"attempts":-1}"#)).starts_with("upstreams[0].retry.attempts"));
+    assert_eq!(
+        err(&up(r#""response_timeout":-1"#)),
+        "upstreams[0].response_timeout: must be a duration in seconds, > 0 and <= 86400, got -1"
+    );
+    assert_eq!(
+        err(r#"{"defaults":{"response_timeout":"2s"},"upstreams":[{"name":"a"}],"routes":[{"upstream":"a"}]}"#)
+            .split(':')
+            .next(),
+        Some("defaults.response_timeout")
+    );
+}
+
+#[test]
+fn quota_recovery_timeout_and_context_window_fallback_are_read_and_checked() {
+    let c = Config::from_json(&with(
+        r#"[{"name":"a","context_window_fallback":"b","quota_recovery_timeout":60},{"name":"b"}]"#,
+        r#"[{"upstream":"a"}]"#,
+    ))
+    .expect("valid");
+    let (a, b) = (
+        c.upstream_id("a").expect("a"),
+        c.upstream_id("b").expect("b"),
+    );
+    assert_eq!(c.upstream(a).context_window_fallback, Some(b));
+    assert_eq!(c.upstream(a).policy.quota_recovery_ms, 60_000);
+    assert_eq!(c.upstream(b).context_window_fallback, None);
+    assert_eq!(c.upstream(b).policy.quota_recovery_ms, 300_000, "default");
+    let e = Config::from_json(&with(
+        r#"[{"name":"a","context_window_fallback":"zz"}]"#,
+        r#"[{"upstream":"a"}]"#,
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "upstreams[0].context_window_fallback");
+    assert_eq!(e.kind, ConfigErrorKind::UnknownUpstream("zz".to_string()));
+    assert_eq!(
+        err(&with(
+            r#"[{"name":"a","context_window_fallback":"a"}]"#,
+            r#"[{"upstream":"a"}]"#
+        )),
+        "upstreams[0].context_window_fallback: must name another upstream"
+    );
+    assert_eq!(
+        err(&with(
+            r#"[{"name":"a","quota_recovery_timeout":0}]"#,
+            r#"[{"upstream":"a"}]"#
+        )),
+        "upstreams[0].quota_recovery_timeout: must be a duration in seconds, > 0 and <= 86400, got 0"
+    );
+    assert!(err(r#"{"defaults":{"context_window_fallback":"a"},"upstreams":[{"name":"a"}],"routes":[{"upstream":"a"}]}"#)
+        .starts_with("defaults"), "an upstream key, not a policy key");
+}
+
+#[test]
+fn the_fuzz_seed_with_every_key_is_a_valid_config() {
+    let json = include_str!("../../tests/fuzz/corpus/config/every_key.json");
+    if let Err(e) = Config::from_json(json) {
+        panic!("every_key.json: {e}");
     }
 }

@@ -12,11 +12,13 @@ use std::rc::Rc;
 
 use crate::breaker::StateKind;
 use crate::config::{Config, UpstreamId};
-use crate::exchange::{Body, Headers, StreamInfo};
-use crate::host::{Host, Versioned, WriteError};
+use crate::driver::Driver;
+use crate::exchange::{Body, Effect, Headers, StreamInfo};
+use crate::host::{Host, Properties, StreamHost, Versioned, WriteError};
 use crate::metrics::{AlertResult, FailoverResult, MetricsSink};
 use crate::outcome::{FailureReason, Outcome};
 use crate::runtime::Runtime;
+use crate::store::probe_lease::ProbeResult;
 
 type Hook = Box<dyn FnOnce()>;
 
@@ -201,6 +203,13 @@ impl MetricsSink for Recorder {
             if success { "success" } else { "failure" }
         ));
     }
+    fn recovery_probe(&self, u: UpstreamId, result: ProbeResult) {
+        self.bump(format!(
+            "recovery_probes{{{},{}}}",
+            self.n(u),
+            result.as_str()
+        ));
+    }
     fn open_duration(&self, u: UpstreamId, _ms: u64) {
         self.bump(format!("open_duration{{{}}}", self.n(u)));
     }
@@ -249,6 +258,79 @@ pub fn workers(json: &str, n: usize, now_ms: u64) -> (Vec<Worker>, Rc<FakeStore>
 pub fn worker(json: &str, now_ms: u64) -> (Worker, Rc<Cell<u64>>) {
     let (mut ws, _, clock) = workers(json, 1, now_ms);
     (ws.remove(0), clock)
+}
+
+/// One worker's driver over a fake host, with `config` compiled from `json`.
+pub fn driver(json: &str, now_ms: u64) -> (Driver<FakeHost>, Rc<Cell<u64>>) {
+    let (w, clock) = worker(json, now_ms);
+    let rt = Rc::try_unwrap(w.rt).ok().expect("the only owner");
+    (Driver::new(rt), clock)
+}
+
+/// The host calls that act on a stream, as plain data: the streams entered and the effects
+/// carried out, in order. Callouts get tokens 1, 2, ... unless refused.
+#[derive(Default)]
+pub struct FakeProxy {
+    pub entered: RefCell<Vec<u32>>,
+    pub applied: RefCell<Vec<Effect>>,
+    /// Callouts still to refuse (they "cannot be sent").
+    pub refuse_calls: Cell<usize>,
+    /// Streams the host no longer has (entering them fails).
+    pub gone: RefCell<Vec<u32>>,
+    pub info: Info,
+    tokens: Cell<u32>,
+}
+
+impl FakeProxy {
+    /// Takes the effects carried out so far.
+    pub fn take(&self) -> Vec<Effect> {
+        std::mem::take(&mut *self.applied.borrow_mut())
+    }
+}
+
+impl StreamHost for FakeProxy {
+    fn enter(&self, context_id: u32) -> bool {
+        self.entered.borrow_mut().push(context_id);
+        !self.gone.borrow().contains(&context_id)
+    }
+
+    fn apply(&self, effect: Effect) -> Option<u32> {
+        let call = matches!(effect, Effect::Call(_));
+        self.applied.borrow_mut().push(effect);
+        if !call {
+            return None;
+        }
+        if self.refuse_calls.get() > 0 {
+            self.refuse_calls.set(self.refuse_calls.get() - 1);
+            return None;
+        }
+        self.tokens.set(self.tokens.get() + 1);
+        Some(self.tokens.get())
+    }
+
+    fn info(&self) -> &dyn StreamInfo {
+        &self.info
+    }
+}
+
+/// Envoy's raw stream properties as plain data.
+#[derive(Default)]
+pub struct RawProps {
+    pub props: Vec<(Vec<&'static str>, Vec<u8>)>,
+    pub request_headers: Option<Vec<(String, String)>>,
+}
+
+impl Properties for RawProps {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.props
+            .iter()
+            .find(|(p, _)| p.as_slice() == path)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn request_headers(&self) -> Option<Vec<(String, String)>> {
+        self.request_headers.clone()
+    }
 }
 
 /// A header map as plain data.

@@ -8,6 +8,9 @@ mod breaker;
 pub(crate) mod case;
 mod classify;
 mod config;
+mod config_fields;
+mod driver;
+mod error_body;
 mod exchange;
 mod failover;
 pub(crate) mod fake;
@@ -16,6 +19,8 @@ mod health;
 mod judge;
 #[cfg(not(target_arch = "wasm32"))]
 mod properties;
+mod recovery;
+mod retry;
 mod routing;
 mod runtime;
 mod sse;

@@ -9,14 +9,19 @@ does not route as expected.
 """
 
 import datetime
+import json
+import os
 import re
+import shutil
+import subprocess
 
 from . import procs
 from .envoy_configs import (FO_OFF, FO_ON, V1, bare_proxy, filter_config, filter_proxy,
                             outage_filter_config, spread_routes, two_upstreams, upstream_server)
-from .load import (interleaved, open_loop, paired_diffs, paired_ratios, pct, summarize_runs,
-                   wrk_script)
-from .settings import CHAT_PATH, CHAT_REQUEST, ERROR_MODE, SEED_POLICY, log
+from .load import (first_byte_sample, interleaved, measure, open_loop, paired_diffs,
+                   paired_ratios, pct, summarize, summarize_runs, wrk, wrk_script)
+from .settings import (CHAT_PATH, CHAT_REQUEST, ERROR_MODE, PROBE_PATH, RECOVERY_PROBE,
+                       SEED_POLICY, STREAM_REQUEST, log)
 from launcher import http
 
 
@@ -84,6 +89,16 @@ def per_request_variants(ok, err):
         v[k] = (what, filter_proxy(both, {} if empty else filter_config(two_upstreams(), V1),
                                    wasm=procs.module(module)), 1,
                 (200, "-" if empty else "openai"))
+    # Before/after (make bench-before-after): another commit's module as it shipped
+    # ("before_after_base", present only when that run snapshotted it) and this one's release
+    # build, same config.
+    ba = before_after_config()
+    if procs.has_module("before_after_base"):
+        v["base_c1"] = ("base commit's module, defaults, two upstreams, failover on",
+                        filter_proxy(both, ba, wasm=procs.module("before_after_base")), 1,
+                        (200, "openai"))
+    v["current_c1"] = ("current module, defaults, two upstreams, failover on",
+                       filter_proxy(both, ba), 1, (200, "openai"))
     v["passthrough_c1"] = (
         "filter loaded, no filter route matches (VM floor)",
         filter_proxy(both, filter_config(two_upstreams(),
@@ -136,13 +151,21 @@ RATIO_PAIRS = {"c1": ("filter_c1", "bare_c1"), "c2": ("filter_c2", "bare_c2"),
                "c1_exports_kept": ("exports_kept_c1", "bare_c1"),
                # The export trimming itself: trimmed module / the same module untrimmed.
                "exports_kept_vs_all": ("exports_kept_c1", "exports_all_c1"),
-               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1")}
+               "empty_kept_vs_all": ("empty_kept_c1", "empty_c1"),
+               # Before/after: each module against bare Envoy, the floor, and each other.
+               "c1_base": ("base_c1", "bare_c1"),
+               "c1_current": ("current_c1", "bare_c1"),
+               "base_vs_empty": ("base_c1", "empty_c1"),
+               "current_vs_empty": ("current_c1", "empty_c1"),
+               "current_vs_base": ("current_c1", "base_c1")}
 
 
 def case_per_request(ok, err, s):
     variants = per_request_variants(ok, err)
     if s.get("variants"):
         variants = {k: v for k, v in variants.items() if k in s["variants"]}
+    else:   # the before/after cases only where asked for (make bench-before-after)
+        variants = {k: v for k, v in variants.items() if k not in ("base_c1", "current_c1")}
     log(f"per-request: starting {len(variants)} Envoys")
     envoys = procs.envoys({k: (k, cfg, conc) for k, (_, cfg, conc, _) in variants.items()})
     script = wrk_script("chat")
@@ -196,6 +219,34 @@ def case_per_request(ok, err, s):
         }
     result["ratios"] = ratios
     return result
+
+
+def before_after_config():
+    """The filter config both modules of make bench-before-after get (base_c1, current_c1)."""
+    return filter_config(two_upstreams(), V1, failover=FO_ON)
+
+
+def case_host_calls(modules, requests=1000):
+    """VM entries and host calls per success-path request of each module (key -> path), counted
+    by examples/bench/hostcalls.mjs under a minimal host in Node: exact counts, no timing, so
+    they say where two modules' CPU per request may differ. {"skipped": why} without Node."""
+    node = shutil.which("node")
+    if not node:
+        return {"skipped": "node is missing"}
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "hostcalls.mjs")
+    cfg = json.dumps(before_after_config())
+    out = {}
+    for key, (path, config) in modules.items():
+        r = subprocess.run([node, script, path, cfg if config else "{}", str(requests)],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            out[key] = {"skipped": (r.stderr.strip() or f"exit {r.returncode}")[:300]}
+            continue
+        out[key] = json.loads(r.stdout)
+        log(f"  host calls {key:<8} {out[key]['entries_per_request']:.0f} VM entries, "
+            f"{out[key]['host_calls_per_request']:.0f} host calls per request")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +366,8 @@ def failover_probe(err_port, ok_port):
     return st == 200 and by == "anthropic", st, by
 
 
-def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_primary):
+def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_primary,
+                   probe_calls=0):
     before = [r for r in results if r["t"] < t_down]
     during = [r for r in results if t_down <= r["t"] < t_up]
     after = [r for r in results if r["t"] >= t_up]
@@ -345,6 +397,7 @@ def outage_summary(results, fired, t_down, t_up, primary, dead_calls, total_prim
         "requests": len(results), "requests_during": len(during),
         "client_errors": errors(results), "client_errors_during": errors(during),
         "dead_primary_calls": dead_calls, "primary_calls_total": total_primary,
+        "dead_primary_probe_calls": probe_calls,
         "served_during": by,
         "stale_connection_retries": sum(1 for r in results if r.get("stale_connection_retried")),
         "p50_before_ms": lat(before, 50), "p99_before_ms": lat(before, 99),
@@ -361,7 +414,7 @@ def run_outage(url, primary_mock, fallback_mock, s, headers=None, body=CHAT_REQU
                served_by=None, primary="openai"):
     """The outage scenario through `url`: `before` s normal, `down` s of HTTP 500 from the
     primary mock, `after` s recovered. Calls to the dead primary are the mock's own count of
-    requests answered in error mode."""
+    requests answered in error mode, less the recovery probes among them (counted apart)."""
     before, down, after = s["outage"]
     primary_mock.reset()
     fallback_mock.reset()
@@ -370,8 +423,10 @@ def run_outage(url, primary_mock, fallback_mock, s, headers=None, body=CHAT_REQU
     results, fired = open_loop(url, body, headers, s["rate"], before + down + after,
                                events=events, served_by=served_by)
     stats = primary_mock.stats()
+    probes = sum(1 for r in primary_mock.requests(PROBE_PATH) if r.get("mode") == "error")
     return results, outage_summary(results, fired, before, before + down, primary,
-                                   stats["by_mode"].get("error", 0), stats["total"])
+                                   stats["by_mode"].get("error", 0) - probes, stats["total"],
+                                   probes)
 
 
 def outage_settings(s, policy=None):
@@ -382,11 +437,12 @@ def outage_settings(s, policy=None):
     return out
 
 
-def filter_outage_run(key, primary, fallback, s, failover):
-    """The outage through Envoy + filter (--concurrency 2) with `s['policy']`."""
+def filter_outage_run(key, primary, fallback, s, failover, recovery_probe=None):
+    """The outage through Envoy + filter (--concurrency 2) with `s['policy']`, and the
+    primary's `recovery_probe` when given."""
     clusters = [("openai", primary.port), ("anthropic", fallback.port)]
     e = procs.envoys({key: (f"outage-{key}", filter_proxy(
-        clusters, outage_filter_config(s["policy"], failover)), 2)})[key]
+        clusters, outage_filter_config(s["policy"], failover, recovery_probe)), 2)})[key]
     try:
         for _ in range(5):
             probe(chat_url(e))
@@ -397,7 +453,9 @@ def filter_outage_run(key, primary, fallback, s, failover):
         e.stop()
     log_outage(key, summary)
     settings = "seed settings" if s["policy"] == SEED_POLICY else "smoke settings"
-    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}",
+    probe = (f", recovery probe every {recovery_probe['interval']} s" if recovery_probe
+             else "")
+    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}{probe}",
             "concurrency": 2, "summary": summary, "timeline": results}
 
 
@@ -417,6 +475,15 @@ def case_outage(s):
             log(f"outage {key}: skipped, failover not available")
             continue
         out["runs"][key] = filter_outage_run(key, primary, fallback, s, fo)
+    if ok:
+        out["runs"]["filter_failover_probe"] = filter_outage_run(
+            "filter_failover_probe", primary, fallback, s, True, RECOVERY_PROBE)
+        # Sparse traffic, where the breaker hears of a recovery late without probes.
+        flap = {**s, **s["flapping"]}
+        out["flapping"] = {"settings": outage_settings(flap, s["policy"]), "runs": {}}
+        for key, rp in (("flapping", None), ("flapping_probe", RECOVERY_PROBE)):
+            out["flapping"]["runs"][key] = filter_outage_run(key, primary, fallback, flap,
+                                                             True, rp)
     primary.stop()
     fallback.stop()
     return out
@@ -425,8 +492,156 @@ def case_outage(s):
 def log_outage(key, sm):
     def f(x):
         return "-" if x is None else f"{x:.1f}"
-    log(f"  {key}: errors {sm['client_errors']}, dead-primary calls {sm['dead_primary_calls']}, "
+    log(f"  {key}: errors {sm['client_errors']}, dead-primary calls {sm['dead_primary_calls']} "
+        f"+ {sm.get('dead_primary_probe_calls', 0)} probes, "
         f"p50 {f(sm['p50_before_ms'])} -> {f(sm['p50_during_ms'])} ms, p99 "
         f"{f(sm['p99_before_ms'])} -> {f(sm['p99_during_ms'])} ms, back on primary after "
         f"{f(sm['first_on_primary_after_recovery_s'])} / "
         f"{f(sm['all_on_primary_after_recovery_s'])} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams, and the non-streaming success path against the filter before stream judging
+# ---------------------------------------------------------------------------------------------
+
+# Streamed cases (`s_*`) and non-streamed ones (`n_*`): key -> (label, module or None for the
+# release filter or bare Envoy, filter config or None for bare Envoy). `n_base` is the filter
+# as of `make bench-base` (the commit before stream judging entered the exchange).
+STREAM_CASES = {
+    "s_bare": ("bare Envoy", None, None),
+    "s_empty": ("empty proxy-wasm filter (floor)", "empty_all_exports", {}),
+    "s_filter": ("filter, defaults (failover on: headers held until the first token)", None,
+                 "fo_on"),
+    "s_nofo": ("filter, failover off (nothing held)", None, "fo_off"),
+    "n_bare": ("bare Envoy", None, None),
+    "n_empty": ("empty proxy-wasm filter (floor)", "empty_all_exports", {}),
+    "n_filter": ("filter, defaults (failover on)", None, "fo_on"),
+    "n_base": ("filter before stream judging (`make bench-base`), defaults", "base", "fo_on"),
+}
+# Comparisons: (a, b) -> a minus / over b, all from the same interleaved run.
+STREAM_PAIRS = {"s_filter-s_bare": ("s_filter", "s_bare"),
+                "s_filter-s_empty": ("s_filter", "s_empty"),
+                "s_nofo-s_bare": ("s_nofo", "s_bare"),
+                "s_nofo-s_empty": ("s_nofo", "s_empty"),
+                "s_empty-s_bare": ("s_empty", "s_bare"),
+                "n_filter-n_base": ("n_filter", "n_base"),
+                "n_filter-n_bare": ("n_filter", "n_bare"),
+                "n_base-n_bare": ("n_base", "n_bare"),
+                "n_filter-n_empty": ("n_filter", "n_empty"),
+                "n_empty-n_bare": ("n_empty", "n_bare")}
+STREAM_KEYS = ("rps", "cpu_us_per_req", "cpu_us_per_chunk", "p50_us", "p99_us", "ttfb_ms",
+               "ttft_ms", "total_ms", "other_load_cores")
+
+
+def stream_probe(url, tokens):
+    """One streamed request: refuses a proxy that does not pass the whole stream through."""
+    status, hdrs, body = http("POST", url, STREAM_REQUEST.encode(),
+                              {"content-type": "application/json"})
+    pieces = body.count(b'"delta":{"content":"')
+    ok = (status == 200 and hdrs.get("content-type", "").startswith("text/event-stream")
+          and body.rstrip().endswith(b"data: [DONE]") and pieces == tokens)
+    return ok, status, hdrs.get("x-ai-cb-served-by", "-"), pieces
+
+
+def case_stream(s):
+    """Streams of `tokens` content chunks (no pause between them) through bare Envoy, the empty
+    filter and the filter with failover on and off; and the non-streaming success path through
+    bare Envoy, the empty filter, the filter and the filter before stream judging. All in one
+    run, interleaved: wrk for throughput and CPU, then `ttfb_requests` sequential requests for
+    the time to first byte and first token (streamed cases)."""
+    tokens = s["tokens"]
+    sm = procs.mock("stream-upstream", mode=f'{{"mode":"healthy","tokens":{tokens}}}')
+    ok = procs.mock("stream-upstream-plain")
+    result = {"tokens": tokens, "cases": {}}
+    envoys = {}
+    try:
+        specs = {}
+        for k, (label, module, cfg) in STREAM_CASES.items():
+            if module and not procs.has_module(module):
+                result["cases"][k] = {"label": label, "skipped": f"module {module} not built "
+                                      "(make bench-base)"}
+                log(f"stream: {k}: {result['cases'][k]['skipped']}")
+                continue
+            m = sm if k.startswith("s_") else ok
+            both = [("openai", m.port), ("anthropic", m.port)]
+            if cfg is None:
+                boot = bare_proxy(both)
+            elif cfg == {}:
+                boot = filter_proxy(both, {}, wasm=procs.module(module))
+            else:
+                boot = filter_proxy(both, filter_config(
+                    two_upstreams(), V1, failover=FO_ON if cfg == "fo_on" else FO_OFF),
+                    wasm=procs.module(module) if module else None)
+            specs[k] = (f"stream-{k}", boot, 1)
+        log(f"stream: starting {len(specs)} Envoys")
+        envoys = procs.envoys(specs)
+        s_script = wrk_script("stream", body=STREAM_REQUEST)
+        n_script = wrk_script("chat")
+        cases = {}
+        for k in specs:
+            url = chat_url(envoys[k])
+            want = "-" if k.endswith(("bare", "empty")) else "openai"
+            if k.startswith("s_"):
+                good, st, by, pieces = stream_probe(url, tokens)
+                if not good or by != want:
+                    raise RuntimeError(f"stream {k}: probe gave {st} served_by={by}, {pieces} "
+                                       f"content chunks; expected a whole stream of {tokens}")
+            else:
+                st, by = probe(url)
+                if (st, by) != (200, want):
+                    raise RuntimeError(f"stream {k}: probe gave {st} served_by={by}")
+            result["cases"][k] = {"label": STREAM_CASES[k][0],
+                                  "streamed": k.startswith("s_")}
+            cases[k] = (procs.cpu_meter(envoys[k].pid), url,
+                        s_script if k.startswith("s_") else n_script)
+        if s["warmup"]:
+            for k, (_, url, script) in cases.items():
+                wrk(url, script, s["warmup"], s["connections"])
+        runs = {k: [] for k in cases}
+        log(f"stream: {len(cases)} cases x {s['reps']} reps x {s['duration']} s, interleaved")
+        for rep in range(s["reps"]):
+            for k, (cpu, url, script) in cases.items():
+                r = measure(cpu, url, script, s["duration"], s["connections"])
+                r["rep"] = rep
+                if k.startswith("s_"):
+                    r["cpu_us_per_chunk"] = (r["cpu_us_per_req"] / tokens
+                                             if r["cpu_us_per_req"] else None)
+                    fb = first_byte_sample(url, STREAM_REQUEST, s["ttfb_requests"])
+                    for key in ("ttfb_ms", "ttft_ms", "total_ms"):
+                        r[key] = pct(fb[key], 50)
+                    r["first_byte_requests"] = len(fb["ttfb_ms"])
+                    r["first_byte_errors"] = fb["errors"]
+                    r["events"] = fb["events"]
+                runs[k].append(r)
+                log(f"  {k:<9} {r['rps']:>8.0f} req/s  cpu {r['cpu_us_per_req'] or 0:>7.1f} "
+                    f"us/req" + (f"  {r['cpu_us_per_chunk'] or 0:.2f} us/chunk  ttfb "
+                                 f"{r['ttfb_ms'] or 0:.2f} ms  ttft {r['ttft_ms'] or 0:.2f} ms"
+                                 if k.startswith("s_") else "") +
+                    f"  other load {r['other_load_cores']:.2f} cores")
+    finally:
+        for e in envoys.values():
+            e.stop()
+        sm.stop()
+        ok.stop()
+    for k, rs in runs.items():
+        result["cases"][k]["runs"] = rs
+        result["cases"][k].update({key: summarize(rs, key) for key in STREAM_KEYS})
+    result["events_per_response"] = next(
+        (r["events"] for rs in runs.values() for r in rs if r.get("events")), None)
+    cmp_ = {}
+    for tag, (a, b) in STREAM_PAIRS.items():
+        ra, rb = runs.get(a), runs.get(b)
+        if not ra or not rb:
+            continue
+        c = {}
+        for key in STREAM_KEYS[:-1]:
+            ma, mb = summarize(ra, key), summarize(rb, key)
+            if not ma or not mb:
+                continue
+            c[key] = {"added": ma["median"] - mb["median"],
+                      "ratio": ma["median"] / mb["median"] if mb["median"] else None,
+                      "paired_added": paired_diffs(ra, rb, key),
+                      "paired_ratio": paired_ratios(ra, rb, key)}
+        cmp_[tag] = c
+    result["compare"] = cmp_
+    return result

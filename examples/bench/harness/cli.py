@@ -6,6 +6,8 @@
            target/bench/results-peers.json + BENCHMARKS.md  (alias: litellm)
   exports  the export trimming alone, more repetitions (make bench-exports):
            target/bench/results-exports.json + BENCHMARKS.md
+  before-after  another commit's module beside this one, success path (make
+           bench-before-after): target/bench/results-before-after.json + BENCHMARKS.md
   render   regenerate BENCHMARKS.md from the JSON files (make bench-render)
 
 Why a module: the commands decide what a run measures and for how long (every run has a
@@ -23,10 +25,13 @@ import time
 from launcher import ROOT
 
 from . import peers, procs
-from .cases import case_outage, case_per_request, case_scaling, case_upstream_check
-from .report import render_bench, render_exports, render_markdown, render_peers
-from .settings import (DEADLINES, ERROR_MODE, EXPORTS, FULL, OUT, PEERS, PEERS_SMOKE, RESULTS,
-                       RESULTS_EXPORTS, RESULTS_PEERS, SMOKE, log)
+from .cases import (case_host_calls, case_outage, case_per_request, case_scaling, case_stream,
+                    case_upstream_check)
+from .report import (render_before_after, render_bench, render_exports, render_markdown,
+                     render_peers, render_stream)
+from .settings import (BEFORE_AFTER, BEFORE_AFTER_MODULE, DEADLINES, ERROR_MODE, EXPORTS, FULL,
+                       OUT, PEERS, PEERS_SMOKE, RESULTS, RESULTS_BEFORE_AFTER, RESULTS_EXPORTS,
+                       RESULTS_PEERS, SMOKE, STREAM, STREAM_SMOKE, log)
 
 
 def write_json(path, data):
@@ -68,6 +73,8 @@ def cmd_run(args):
         with open(out_path) as f:
             prev = json.load(f)    # keep the parts not re-run
         res = {**prev, "meta": res["meta"], "settings": s}
+    if only and only - {"per_request", "scaling", "stream", "outage"}:
+        sys.exit(f"bench: unknown part in --only {args.only}")
     ok, err = procs.mock("upstream"), procs.mock("upstream-err", mode=ERROR_MODE)
     if not only or "per_request" in only:
         if not s.get("variants"):
@@ -77,6 +84,14 @@ def cmd_run(args):
         res["scaling"] = case_scaling(ok.port, s, tick_variant=True)
     ok.stop()
     err.stop()
+    if not only or "stream" in only:
+        ss = dict(STREAM)
+        if args.duration:
+            ss["duration"] = args.duration
+        if args.reps:
+            ss["reps"] = args.reps
+        res["settings_stream"] = ss
+        res["stream"] = case_stream(ss)
     if not only or "outage" in only:
         res["outage"] = case_outage(s)
     res["meta"]["elapsed_s"] = time.time() - t0
@@ -107,6 +122,37 @@ def cmd_exports(args):
     log(f"wrote {os.path.relpath(out_path, ROOT)} ({res['meta']['elapsed_s'] / 60:.1f} min)")
     print(render_exports(res))
     if out_path == RESULTS_EXPORTS:
+        render_markdown()
+
+
+def cmd_before_after(args):
+    """Another commit's release module (BASE, built by mk/base-module.sh as that commit's
+    `make build` shipped it) and this one's, success path, beside bare Envoy and the empty
+    filter, in one interleaved run (make bench-before-after)."""
+    procs.require(BEFORE_AFTER_MODULE, hints={BEFORE_AFTER_MODULE: "make bench-before-after"})
+    with open(BEFORE_AFTER_MODULE + ".commit") as f:
+        base_commit = f.read().strip()
+    procs.snapshot_wasm(extra={"before_after_base": BEFORE_AFTER_MODULE})
+    s = dict(BEFORE_AFTER)
+    s["reps"] = args.reps or s["reps"]
+    s["duration"] = args.duration or s["duration"]
+    t0 = time.time()
+    machine = procs.machine()
+    machine["base_commit"] = base_commit
+    res = {"meta": {"command": args.command, "machine": machine}, "settings": s}
+    ok, err = procs.mock("upstream"), procs.mock("upstream-err", mode=ERROR_MODE)
+    res["per_request"] = case_per_request(ok.port, err.port, s)
+    ok.stop()
+    err.stop()
+    res["host_calls"] = case_host_calls({"empty": (procs.module("empty_all_exports"), False),
+                                         "base": (procs.module("before_after_base"), True),
+                                         "current": (procs.wasm_under_test(), True)})
+    res["meta"]["elapsed_s"] = time.time() - t0
+    out_path = args.out or RESULTS_BEFORE_AFTER
+    write_json(out_path, res)
+    log(f"wrote {os.path.relpath(out_path, ROOT)} ({res['meta']['elapsed_s'] / 60:.1f} min)")
+    print(render_before_after(res))
+    if out_path == RESULTS_BEFORE_AFTER:
         render_markdown()
 
 
@@ -203,6 +249,20 @@ def cmd_smoke(args):
                 f"failover {'available' if r['failover_available'] else 'not available'}")
     check("outage scenario", outage)
 
+    def stream():
+        res["settings_stream"] = dict(STREAM_SMOKE)
+        r = case_stream(res["settings_stream"])
+        res["stream"] = r
+        ran = {k: v for k, v in r["cases"].items() if not v.get("skipped")}
+        for k, v in ran.items():
+            assert v["runs"][0]["requests"] > 0, f"{k}: no requests"
+            if v["streamed"]:
+                assert v["runs"][0]["first_byte_requests"] > 0, f"{k}: no first byte timed"
+        skipped = [k for k, v in r["cases"].items() if v.get("skipped")]
+        return (f"{len(ran)} cases ran, {r['events_per_response']} SSE events per stream" +
+                (f", skipped {skipped} (make bench-base builds it)" if skipped else ""))
+    check("stream cases", stream)
+
     def output():
         res["meta"]["elapsed_s"] = time.time() - t0
         path = os.path.join(OUT, "smoke.json")
@@ -210,6 +270,8 @@ def cmd_smoke(args):
         with open(path) as f:
             json.load(f)
         md = render_bench(res)
+        if "stream" in res:
+            md += "\n" + render_stream(res)
         with open(os.path.join(OUT, "smoke.md"), "w") as f:
             f.write(md)
         assert "Per-request cost" in md
@@ -261,8 +323,8 @@ def main():
                                              "make bench-peers")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="full benchmark (make bench)")
-    r.add_argument("--only", help="comma list of per_request,scaling,outage (others kept "
-                                  "from the previous results.json)")
+    r.add_argument("--only", help="comma list of per_request,scaling,stream,outage (others "
+                                  "kept from the previous results.json)")
     r.add_argument("--duration", type=int, help="seconds per wrk run (default 5)")
     r.add_argument("--reps", type=int, help="repetitions per case (default 3)")
     r.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
@@ -292,6 +354,13 @@ def main():
     ex.add_argument("--out", help="results file (default target/bench/results-exports.json; "
                                   "another file never touches BENCHMARKS.md)")
     ex.add_argument("--command", default="make bench-exports", help=argparse.SUPPRESS)
+    ba = sub.add_parser("before-after", help="another commit's module beside this one, success "
+                                             "path, 10 interleaved reps (make bench-before-after)")
+    ba.add_argument("--duration", type=int, help="seconds per wrk run (default 5)")
+    ba.add_argument("--reps", type=int, help="repetitions per case (default 10)")
+    ba.add_argument("--out", help="results file (default target/bench/results-before-after.json; "
+                                  "another file never touches BENCHMARKS.md)")
+    ba.add_argument("--command", default="make bench-before-after", help=argparse.SUPPRESS)
     sub.add_parser("render", help="regenerate BENCHMARKS.md from target/bench/*.json")
     args = ap.parse_args()
     if args.cmd in DEADLINES or args.cmd == "litellm":
@@ -304,5 +373,7 @@ def main():
         cmd_peers(args)
     elif args.cmd == "exports":
         cmd_exports(args)
+    elif args.cmd == "before-after":
+        cmd_before_after(args)
     elif args.cmd == "render":
         render_markdown()

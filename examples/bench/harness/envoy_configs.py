@@ -128,10 +128,13 @@ def two_upstreams(mode=None, fallback_rewrite=None):
     return [primary, fallback]
 
 
-def outage_filter_config(policy, failover):
-    """The outage scenario's filter: two upstreams, `policy`, failover on or off."""
-    return filter_config(two_upstreams(), V1, policy=policy,
-                         failover=FO_ON if failover else FO_OFF)
+def outage_filter_config(policy, failover, recovery_probe=None):
+    """The outage scenario's filter: two upstreams, `policy`, failover on or off, and the
+    primary's `recovery_probe` when given."""
+    ups = two_upstreams()
+    if recovery_probe:
+        ups[0]["recovery_probe"] = recovery_probe
+    return filter_config(ups, V1, policy=policy, failover=FO_ON if failover else FO_OFF)
 
 
 def spread_routes(n):

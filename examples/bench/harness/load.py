@@ -249,3 +249,58 @@ def open_loop(url, body, headers, rate, duration, events=(), timeout=15.0, serve
             results[i] = {"t": round(i / rate, 4), "status": 0, "served_by": "-",
                           "latency_ms": None, "service_ms": None, "error": "unanswered"}
     return [r for r in results if r is not None], fired
+
+
+FIRST_TOKEN = re.compile(rb'"(?:content|text|partial_json|arguments)":"[^"]')
+
+
+def first_byte_sample(url, body, n, timeout=15.0):
+    """`n` sequential POSTs of `body` on one kept-alive connection (the stream case's time to
+    first byte and first token; wrk reports only the time to the last byte). Per request, from
+    the moment the request is written: `ttfb_ms` to the status line and headers, `ttft_ms` to
+    the first content piece (a non-empty `content`/`text` delta: what a client shows first),
+    `total_ms` to the end of the body. Bounded: every read gives up after `timeout` s. Returns
+    {ttfb_ms, ttft_ms, total_ms: [per request], errors, events} where `events` is the number
+    of SSE events of the first response."""
+    m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
+    host, port, path = m.group(1), int(m.group(2)), m.group(3)
+    hdrs = {"content-type": "application/json", "accept": "text/event-stream"}
+    out = {"ttfb_ms": [], "ttft_ms": [], "total_ms": [], "errors": 0, "events": None}
+    conn = None
+    for _ in range(n):
+        try:
+            if conn is None:
+                conn = HTTPConnection(host, port, timeout=timeout)
+                conn.connect()
+            t0 = time.perf_counter()
+            conn.request("POST", path, body, hdrs)
+            r = conn.getresponse()
+            t_head = time.perf_counter()
+            t_token, tail, whole = None, b"", []
+            while True:
+                data = r.read1(65536)
+                if not data:
+                    break
+                if t_token is None:
+                    if FIRST_TOKEN.search(tail + data):
+                        t_token = time.perf_counter()
+                    tail = data[-64:]
+                if out["events"] is None:
+                    whole.append(data)
+            t_end = time.perf_counter()
+            if r.status != 200 or t_token is None:
+                out["errors"] += 1
+                continue
+            if out["events"] is None:
+                out["events"] = b"".join(whole).replace(b"\r\n", b"\n").count(b"\n\n")
+            out["ttfb_ms"].append((t_head - t0) * 1000)
+            out["ttft_ms"].append((t_token - t0) * 1000)
+            out["total_ms"].append((t_end - t0) * 1000)
+        except (OSError, HTTPException):
+            out["errors"] += 1
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    return out

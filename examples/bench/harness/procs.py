@@ -23,7 +23,7 @@ import sys
 import launcher
 from launcher import ENVOY, MOCK, ROOT, WASM, http
 
-from .settings import MODULES, OUT
+from .settings import BASE_MODULE, MODULES, OUT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -42,17 +42,20 @@ def workdir(*parts):
     return d
 
 
-def snapshot_wasm(src=None):
-    """Copies the release module (or `src`) and the comparison modules aside; every Envoy of
-    this run loads a copy, so a rebuild of target/ by someone else half-way through cannot mix
-    two filters in one run."""
+def snapshot_wasm(src=None, extra=None):
+    """Copies the release module (or `src`) and the comparison modules (and `extra`, {key:
+    path}) aside; every Envoy of this run loads a copy, so a rebuild of target/ by someone else
+    half-way through cannot mix two filters in one run."""
     d = workdir(f"wasm-{os.getpid()}")
     dst = os.path.join(d, "ai_circuit_breaker.wasm")
     shutil.copyfile(src or WASM, dst)
     _wasm_under_test[0] = dst
-    for key, path in MODULES.items():
+    for key, path in {**MODULES, **(extra or {})}.items():
         _modules[key] = os.path.join(d, os.path.basename(path))
         shutil.copyfile(path, _modules[key])
+    if os.path.exists(BASE_MODULE):
+        _modules["base"] = os.path.join(d, "base.wasm")
+        shutil.copyfile(BASE_MODULE, _modules["base"])
 
 
 def wasm_under_test():
@@ -60,8 +63,13 @@ def wasm_under_test():
 
 
 def module(key):
-    """This run's copy of the comparison module `key` (settings.MODULES)."""
+    """This run's copy of the comparison module `key` (settings.MODULES, "base", or an `extra`
+    of snapshot_wasm)."""
     return _modules[key]
+
+
+def has_module(key):
+    return key in _modules
 
 
 def require(*extra, hints=None):

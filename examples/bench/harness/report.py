@@ -13,8 +13,8 @@ import os
 
 from launcher import ROOT
 
-from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_EXPORTS, RESULTS_PEERS,
-                       TARGETS, log)
+from .settings import (ANCHORS, BENCH_MD, CHAT_REQUEST, RESULTS, RESULTS_BEFORE_AFTER,
+                       RESULTS_EXPORTS, RESULTS_PEERS, STREAM_REQUEST, TARGETS, log)
 
 
 def f_int(x):
@@ -245,6 +245,9 @@ def render_bench(res):
     oc = res.get("outage")
     if oc:
         L.append(outage_table(oc, "Envoy + filter"))
+        if oc.get("flapping"):
+            L.append(outage_table(oc["flapping"], "Envoy + filter, sparse traffic (flapping "
+                                                  "primary), with and without recovery probes"))
     return "\n".join(L)
 
 
@@ -294,6 +297,105 @@ def render_exports(res):
     return "\n".join(L)
 
 
+def render_before_after(res):
+    """make bench-before-after: another commit's module (base) and this one (current), each as
+    its commit's `make build` shipped it, beside bare Envoy and the empty filter of the same
+    run."""
+    pr = res["per_request"]
+    v, ratios = pr["variants"], pr["ratios"]
+    mc = res["meta"]["machine"]
+    sizes = mc.get("modules", {})
+    L = run_header(res)
+    base_commit = mc.get("base_commit", "?")
+    L.append(f"Base: commit {base_commit[:7]}, its release module as its own `make build` "
+             f"wrote it ({sizes.get('before_after_base', {}).get('bytes', 0):,} bytes; "
+             f"{hc_exports(res, 'base')}). Current: commit {mc['commit']}, `make build` "
+             f"({mc['wasm_bytes']:,} bytes; {hc_exports(res, 'current')}). Both get the same filter config: defaults, two "
+             f"upstreams (openai → anthropic), failover on; the request is served by openai.")
+    L.append("")
+    L.append("| case (--concurrency 1) | module | req/s | × bare | CPU µs/req | CPU × bare | "
+             "CPU × floor | CPU added over bare µs/req | over the floor |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    bare, floor = v.get("bare_c1", {}), v.get("empty_c1", {})
+
+    def med(e):
+        return e.get("cpu_us_per_req", {}).get("median") if e.get("runs") else None
+    for k, size in (("bare_c1", None), ("empty_c1", sizes.get("empty_all_exports")),
+                    ("base_c1", sizes.get("before_after_base")),
+                    ("current_c1", {"bytes": mc["wasm_bytes"]})):
+        e = v.get(k)
+        if not e or not e.get("runs"):
+            continue
+        c, cb, cf = med(e), med(bare), med(floor)
+        tx = e["rps"]["median"] / bare["rps"]["median"] if bare.get("rps") else None
+        module = f"{size['bytes']:,} bytes" if size else "–"
+        L.append(f"| {e['label']} | {module} | "
+                 f"{f_med(e['rps'])} | {f2(tx)} | {f_med(e['cpu_us_per_req'], f1)} | "
+                 f"{f2(c / cb if cb else None)} | {f2(c / cf if cf else None)} | "
+                 f"{'–' if cb is None else f'{c - cb:+.1f}'} | "
+                 f"{'–' if cf is None else f'{c - cf:+.1f}'} |")
+    L.append("")
+    L.append("Each repetition against its neighbour in the interleaved order (bare, floor, base, "
+             "current, bare, …):")
+    L.append("")
+    L.append("| pair | CPU/request ratio, median (min–max) | CPU µs/request difference, "
+             "median (min–max) | repetitions with less CPU | throughput ratio, median "
+             "(min–max) |")
+    L.append("|---|---|---|---|---|")
+    for tag, what in (("current_vs_base", "current ÷ base"),
+                      ("base_vs_empty", "base ÷ empty filter (floor)"),
+                      ("current_vs_empty", "current ÷ empty filter (floor)"),
+                      ("c1_base", "base ÷ bare Envoy"),
+                      ("c1_current", "current ÷ bare Envoy")):
+        r = ratios.get(tag)
+        if not r or not r.get("cpu_paired"):
+            continue
+        c, d, t = r["cpu_paired"], r["cpu_added_paired"], r["throughput_paired"]
+        L.append(f"| {what} | {f_med(c, f2)} | {f_med(d, lambda x: f'{x:+.1f}')} | "
+                 f"{d['lower_in']} of {d['n']} | {f_med(t, f2)} |")
+    L.append("")
+    L.extend(host_calls_table(res.get("host_calls")))
+    return "\n".join(L)
+
+
+def hc_exports(res, key):
+    """How many proxy_on_* callbacks a module exports (from the host-call count)."""
+    h = (res.get("host_calls") or {}).get(key) or {}
+    n = h.get("callback_exports")
+    return f"{n} callback exports" if n is not None else "callback exports not counted"
+
+
+def host_calls_table(hc):
+    """VM entries and host calls per request of each module (examples/bench/hostcalls.mjs)."""
+    if not hc:
+        return []
+    if hc.get("skipped"):
+        return [f"Host calls per request: not counted ({hc['skipped']}).", ""]
+    keys = [k for k in ("empty", "base", "current") if k in hc and not hc[k].get("skipped")]
+    L = ["Where the time can go: callbacks entered (VM entries) and host calls per success-path "
+         "request, counted by `examples/bench/hostcalls.mjs` (each module under a minimal "
+         "proxy-wasm host in Node, callbacks in Envoy's order, the same request, response and "
+         "config; exact counts, no timing):", "",
+         "| per request | " + " | ".join({"empty": "empty filter", "base": "base",
+                                          "current": "current"}[k] for k in keys) + " |",
+         "|---|" + "---|" * len(keys)]
+
+    def row(label, get):
+        L.append(f"| {label} | " + " | ".join(f"{get(hc[k]):g}" for k in keys) + " |")
+    row("VM entries (callbacks)", lambda h: h["entries_per_request"])
+    row("host calls", lambda h: h["host_calls_per_request"])
+    for group in ("host_calls", "detail"):
+        names = sorted({n for k in keys for n in hc[k][group]})
+        for n in names:
+            row(f"`{n}`" if group == "host_calls" else f"&nbsp;&nbsp;… {n}",
+                lambda h, n=n, g=group: h[g].get(n, 0))
+    for k in ("empty", "base", "current"):
+        if hc.get(k, {}).get("skipped"):
+            L.append(f"| ({k}: not counted: {hc[k]['skipped']}) |" + " |" * len(keys))
+    L.append("")
+    return L
+
+
 def all_runs(res):
     """Every wrk run of a `make bench` result."""
     for v in (res.get("upstream_check") or {}).values():
@@ -334,7 +436,9 @@ def outage_table(oc, who):
             continue
         sm = run["summary"]
         served = ", ".join(f"{k2} {v}" for k2, v in sorted(sm["served_during"].items()))
-        L.append(f"| {run['label']} | {sm['client_errors']} | {sm['dead_primary_calls']} | "
+        probes = sm.get("dead_primary_probe_calls", 0)
+        dead = f"{sm['dead_primary_calls']}" + (f" (+ {probes} probes)" if probes else "")
+        L.append(f"| {run['label']} | {sm['client_errors']} | {dead} | "
                  f"{served} | {f_ms(sm['p50_before_ms'])} → {f_ms(sm['p50_during_ms'])} ms | "
                  f"{f_ms(sm['p99_before_ms'])} → {f_ms(sm['p99_during_ms'])} ms | "
                  f"{f_s(sm['first_on_primary_after_recovery_s'])} / "
@@ -426,6 +530,126 @@ def replace_section(text, tag, body):
     return text[:a] + "\n" + body.rstrip() + "\n" + text[b:]
 
 
+def f_med2(sm, scale=1.0):
+    return f_med(sm, f2, scale)
+
+
+def f_x(x):
+    return "–" if x is None else f"{x:.2f}×"
+
+
+def f_paired(p, fmt=f2, sign=False):
+    """A comparison's median and per-repetition range."""
+    if not p:
+        return "–"
+    f = (lambda x: ("+" if x >= 0 else "") + fmt(x)) if sign else fmt
+    return f"{f(p['median'])} ({f(p['min'])} to {f(p['max'])})"
+
+
+def render_stream(res):
+    """The stream part of `make bench`: streamed cases, what each adds, and the non-streaming
+    success path against the filter before stream judging."""
+    st = res["stream"]
+    m, s = res["meta"], res.get("settings_stream", {})
+    mods = m["machine"].get("modules", {})
+    base = mods.get("base")
+    cases, cmp_ = st["cases"], st["compare"]
+    runs = [r for c in cases.values() for r in c.get("runs", [])]
+    L = [f"Run: `{m['command']}` on {m['machine']['date']} — {m['machine']['nproc']} cores, "
+         f"{m['machine']['cpu_model']}, Linux {m['machine']['kernel']}; Envoy "
+         f"{m['machine']['envoy']} (--concurrency 1 each), {m['machine']['wrk']}, Python "
+         f"{m['machine']['python']}; filter: commit {m['machine']['commit']}, sha256 "
+         f"{m['machine'].get('wasm_sha256', '?')[:12]}… ({m['machine']['wasm_bytes']:,} bytes)"
+         + (f"; before stream judging (`make bench-base`): sha256 {base['sha256'][:12]}… "
+            f"({base['bytes']:,} bytes)" if base else "") + ".",
+         "",
+         f"Method: one run, every case below interleaved (A B C … A B C …), "
+         f"{s.get('reps', '?')} repetitions after a {s.get('warmup', '?')} s warm-up. Each "
+         f"repetition of a case is `wrk -t1 -c{s.get('connections', '?')} "
+         f"-d{s.get('duration', '?')}s` (throughput, Envoy CPU = user+sys of the Envoy process "
+         f"over the run ÷ requests), then, for streamed cases, {s.get('ttfb_requests', '?')} "
+         f"sequential requests on one kept-alive connection (the harness's own client, "
+         f"`load.first_byte_sample`) timing the first byte (status line and headers), the "
+         f"first token (the first non-empty content delta) and the end of the stream from the "
+         f"moment the request is written; a repetition's figure is the median of its requests. "
+         f"Streams: POST of `{STREAM_REQUEST}` to the mock provider in mode "
+         f"`{{\"mode\":\"healthy\",\"tokens\":{st['tokens']}}}`: {st['tokens']} content "
+         f"chunks with no pause, {st.get('events_per_response') or '?'} SSE events per "
+         f"response in all (role chunk, {st['tokens']} content chunks, finish chunk, "
+         f"`[DONE]`). CPU per chunk = CPU per stream ÷ {st['tokens']}. The mock writes the "
+         f"events back to back, so Envoy reads several per socket read: a provider pacing its "
+         f"tokens gives more, smaller reads. Non-streamed: the chat completion POST of the "
+         f"per-request case. Figures: median (min–max over repetitions); comparisons: "
+         f"difference or ratio of medians, then (in brackets) the per-repetition range of "
+         f"neighbouring runs." + other_load(runs, m["machine"]["nproc"]),
+         "",
+         "#### Streams",
+         "",
+         "| case | req/s | CPU/stream (µs) | CPU/chunk (µs) | first byte (ms) | first token (ms) "
+         "| whole stream (ms) |",
+         "|---|---|---|---|---|---|---|"]
+    for k, c in cases.items():
+        if not c.get("streamed", k.startswith("s_")):
+            continue
+        if c.get("skipped"):
+            L.append(f"| {c['label']} | skipped: {c['skipped']} | | | | | |")
+            continue
+        L.append(f"| {c['label']} | {f_med(c['rps'])} | {f_med(c['cpu_us_per_req'])} | "
+                 f"{f_med2(c['cpu_us_per_chunk'])} | {f_med2(c['ttfb_ms'])} | "
+                 f"{f_med2(c['ttft_ms'])} | {f_med2(c['total_ms'])} |")
+    L += ["",
+          "| streamed: a over b | CPU/chunk added (µs) | CPU ratio | first byte added (ms) | "
+          "first token added (ms) | req/s ratio |",
+          "|---|---|---|---|---|---|"]
+    names = {"s_filter": "filter (failover on)", "s_nofo": "filter (failover off)",
+             "s_empty": "empty filter", "s_bare": "bare Envoy",
+             "n_filter": "filter", "n_base": "filter before stream judging",
+             "n_empty": "empty filter", "n_bare": "bare Envoy"}
+    for tag, c in cmp_.items():
+        if not tag.startswith("s_"):
+            continue
+        a, b = tag.split("-")
+        cpu, rps = c.get("cpu_us_per_chunk", {}), c.get("rps", {})
+        L.append(f"| {names[a]} over {names[b]} | "
+                 f"{f_paired(cpu.get('paired_added'), sign=True)} | "
+                 f"{f_paired(c.get('cpu_us_per_req', {}).get('paired_ratio'), f_x)} | "
+                 f"{f_paired(c.get('ttfb_ms', {}).get('paired_added'), sign=True)} | "
+                 f"{f_paired(c.get('ttft_ms', {}).get('paired_added'), sign=True)} | "
+                 f"{f_paired(rps.get('paired_ratio'), f_x)} |")
+    L += ["",
+          "#### Non-streaming success path, before and after stream judging",
+          "",
+          "| case | req/s | CPU/request (µs) | p50 (µs) | p99 (µs) |",
+          "|---|---|---|---|---|"]
+    for k, c in cases.items():
+        if c.get("streamed", k.startswith("s_")):
+            continue
+        if c.get("skipped"):
+            L.append(f"| {c['label']} | skipped: {c['skipped']} | | | |")
+            continue
+        L.append(f"| {c['label']} | {f_med(c['rps'])} | {f_med(c['cpu_us_per_req'], f1)} | "
+                 f"{f_med(c['p50_us'])} | {f_med(c['p99_us'])} |")
+    L += ["",
+          "| non-streamed: a over b | CPU/request added (µs) | CPU ratio | req/s ratio | "
+          "within noise? |",
+          "|---|---|---|---|---|"]
+    for tag, c in cmp_.items():
+        if not tag.startswith("n_"):
+            continue
+        a, b = tag.split("-")
+        cr, rr = c.get("cpu_us_per_req", {}).get("paired_ratio"), c.get("rps", {}).get(
+            "paired_ratio")
+        noise = "–"
+        if cr and rr:
+            inside = cr["min"] <= 1.0 <= cr["max"] and rr["min"] <= 1.0 <= rr["max"]
+            noise = ("yes: every per-rep range holds 1.00" if inside
+                     else "**no**: a per-rep range excludes 1.00")
+        L.append(f"| {names[a]} over {names[b]} | "
+                 f"{f_paired(c.get('cpu_us_per_req', {}).get('paired_added'), f1, sign=True)} | "
+                 f"{f_paired(cr, f_x)} | {f_paired(rr, f_x)} | {noise} |")
+    return "\n".join(L) + "\n"
+
+
 def render_markdown(path=BENCH_MD):
     """Rewrites the generated sections of BENCHMARKS.md from the results files present."""
     if os.path.exists(path):
@@ -433,12 +657,17 @@ def render_markdown(path=BENCH_MD):
             text = f.read()
     else:
         text = SKELETON
-    for tag, results, render in (("bench", RESULTS, render_bench),
-                                 ("bench-peers", RESULTS_PEERS, render_peers),
-                                 ("bench-exports", RESULTS_EXPORTS, render_exports)):
+    for tag, results, render, part in (("bench", RESULTS, render_bench, "per_request"),
+                                       ("bench-stream", RESULTS, render_stream, "stream"),
+                                       ("bench-peers", RESULTS_PEERS, render_peers, None),
+                                       ("bench-exports", RESULTS_EXPORTS, render_exports, None),
+                                       ("bench-before-after", RESULTS_BEFORE_AFTER,
+                                        render_before_after, None)):
         if os.path.exists(results):
             with open(results) as f:
-                text = replace_section(text, tag, render(json.load(f)))
+                res = json.load(f)
+            if part is None or part in res:    # a run of one part leaves the others alone
+                text = replace_section(text, tag, render(res))
     with open(path, "w") as f:
         f.write(text)
     log(f"wrote {os.path.relpath(path, ROOT)}")

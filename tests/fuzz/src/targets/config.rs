@@ -66,7 +66,7 @@ pub fn run(input: &[u8]) {
             Breaker::new(p).snapshot(p, 1_700_000_000_000)
         })
         .collect();
-    let doc = health::render(&config, &snapshots, 1_700_000_000_000);
+    let doc = health::render(&config, &snapshots, &[], 1_700_000_000_000);
     let v: serde_json::Value = serde_json::from_str(&doc).expect("health is not JSON");
     for u in config.upstreams() {
         assert!(
