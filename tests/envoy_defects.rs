@@ -330,3 +330,103 @@ fn without_stop_iteration_requests_route_on_headers_and_never_hang() {
         .log()
         .contains("did not let the filter wait")));
 }
+
+/// The primary answers 500 with a 2 MiB HTML page (a load balancer's error page), twice
+/// Envoy's default 1 MiB buffer limit.
+const LARGE_ERROR: &str = r#"{"mode":"large_error","status":500,"bytes":2097152}"#;
+
+#[test]
+fn a_two_mib_failed_response_held_for_failover_is_replaced_by_the_fallbacks_success() {
+    let s = failed_stack(json!({}), json!({}));
+    s.openai.set_mode(LARGE_ERROR);
+    let r = s.chat();
+    assert_eq!(r.status, 200, "not Envoy's bare 500: {}", r.text());
+    assert_eq!(r.header("x-ai-cb-failover"), Some("openai->anthropic"));
+    assert_eq!(r.header("x-ai-cb-served-by"), Some("anthropic"));
+    assert_eq!(r.json()["object"], "chat.completion", "{}", r.text());
+    assert_eq!((s.openai.hits(), s.anthropic.hits()), (1, 1));
+    assert_eq!(
+        s.metric(
+            "circuit_breaker_failures",
+            &[("upstream", "openai"), ("reason", "status_5xx")]
+        ),
+        Some(1.0),
+        "the primary's failure is recorded"
+    );
+    assert_eq!(
+        s.metric(
+            "circuit_breaker_failovers",
+            &[
+                ("from", "openai"),
+                ("to", "anthropic"),
+                ("result", "success")
+            ]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_two_mib_failed_response_with_every_fallback_failing_reaches_the_client_as_its_kept_prefix_marked(
+) {
+    let s = failed_stack(json!({"max_attempts": 2}), json!({}));
+    s.openai.set_mode(LARGE_ERROR);
+    s.anthropic.set_mode(r#"{"mode":"error","status":503}"#);
+    s.azure.set_mode(r#"{"mode":"error","status":502}"#);
+    let r = s.chat();
+    assert_eq!(r.status, 500, "the primary's status: {}", r.text());
+    assert_eq!(
+        r.header("x-ai-cb-failover"),
+        Some("openai->anthropic->azure (failed)")
+    );
+    assert_eq!(r.header("x-ai-cb-served-by"), Some("openai"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/html; charset=utf-8"),
+        "the primary's own headers"
+    );
+    assert_eq!(
+        r.body.len(),
+        64 * 1024,
+        "a bounded prefix of the 2 MiB page (KEPT_BODY_BYTES), not 21 bytes of Envoy's reply"
+    );
+    assert!(r
+        .text()
+        .starts_with("<!DOCTYPE html>\n<html><head><title>500 "));
+    assert_eq!((s.anthropic.hits(), s.azure.hits()), (1, 1));
+    let fail = |u, reason| {
+        s.metric(
+            "circuit_breaker_failures",
+            &[("upstream", u), ("reason", reason)],
+        )
+    };
+    assert_eq!(fail("openai", "status_5xx"), Some(1.0));
+    assert_eq!(fail("anthropic", "status_5xx"), Some(1.0));
+    assert_eq!(fail("azure", "status_5xx"), Some(1.0));
+}
+
+#[test]
+fn a_fallbacks_trailer_announcement_is_dropped_from_a_reply_framed_by_its_length() {
+    let s = failed_stack(json!({}), json!({}));
+    s.openai.set_mode(r#"{"mode":"error","status":500}"#);
+    let body = r#"{"id":"x","object":"chat.completion","choices":[]}"#;
+    s.anthropic.set_mode(
+        &json!({"mode": "respond", "status": 200, "body": body,
+                "headers": {"trailer": "x-checksum", "x-request-id": "req-42"}})
+        .to_string(),
+    );
+    let r = s.chat();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ai-cb-failover"), Some("openai->anthropic"));
+    assert_eq!(r.header("trailer"), None, "no trailer is ever sent");
+    assert_eq!(
+        r.header("x-request-id"),
+        Some("req-42"),
+        "other headers kept"
+    );
+    assert_eq!(
+        r.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(r.text(), body);
+}

@@ -69,15 +69,32 @@ impl Host for ProxyHost {
 }
 
 /// A header map of the current stream (or of the current callout's answer).
+///
+/// Values are read as bytes: Envoy passes obs-text (bytes 0x80-0xFF) in header values, and
+/// the SDK's `String` readers unwrap `from_utf8`, a panic that kills the worker's VM. A value
+/// that is not UTF-8 reads with U+FFFD in place of each invalid sequence (so it never
+/// matches a route condition, and a failover callout receives it so replaced). Names are
+/// tokens, ASCII by Envoy's own validation.
 pub struct Map(pub MapType);
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
 
 impl Headers for Map {
     fn get(&self, name: &str) -> Option<String> {
-        hc::get_map_value(self.0, name).ok().flatten()
+        hc::get_map_value_bytes(self.0, name)
+            .ok()
+            .flatten()
+            .map(text)
     }
 
     fn all(&self) -> Vec<(String, String)> {
-        hc::get_map(self.0).unwrap_or_default()
+        hc::get_map_bytes(self.0)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, text(v)))
+            .collect()
     }
 }
 
@@ -102,7 +119,8 @@ impl Properties for Props {
     }
 
     fn request_headers(&self) -> Option<Vec<(String, String)>> {
-        hc::get_map(MapType::HttpRequestHeaders).ok()
+        let pairs = hc::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+        Some(pairs.into_iter().map(|(k, v)| (k, text(v))).collect())
     }
 }
 

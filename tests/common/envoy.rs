@@ -400,6 +400,14 @@ impl Envoy {
     /// until Envoy has accepted it (panics with the log if it rejects it). The listener keeps
     /// its address: [`Envoy::addr`] is re-read.
     pub fn update_listener(&mut self, edit: impl FnOnce(&mut Bootstrap)) {
+        if let Err(why) = self.try_update_listener(edit) {
+            panic!("{why}");
+        }
+    }
+
+    /// [`Envoy::update_listener`], returning `Err` (with the log's tail) when Envoy rejects
+    /// the new version; the bootstrap then stays the one Envoy still runs.
+    pub fn try_update_listener(&mut self, edit: impl FnOnce(&mut Bootstrap)) -> Result<(), String> {
         assert!(
             self.options.listener_from_file,
             "update_listener needs EnvoyBuilder::listener_from_file"
@@ -410,31 +418,34 @@ impl Envoy {
                 .unwrap_or(0.0)
         };
         let (ok0, rejected0) = (counter(self, "success"), counter(self, "rejected"));
-        let mut b = self
+        let old = self
             .bootstrap
-            .take()
+            .clone()
             .unwrap_or_else(|| panic!("no rendered bootstrap"));
+        let mut b = old.clone();
         edit(&mut b);
         self.lds_version += 1;
         let (_, lds) = b.split_listener(&self.lds_path(), self.lds_version);
-        self.bootstrap = Some(b);
         self.write_lds(&lds);
-        let accepted = wait_until(Duration::from_secs(10), || {
-            assert_eq!(
-                counter(self, "rejected"),
-                rejected0,
+        let mut rejected = false;
+        let done = wait_until(Duration::from_secs(10), || {
+            rejected = counter(self, "rejected") > rejected0;
+            rejected || counter(self, "success") > ok0
+        });
+        if rejected {
+            return Err(format!(
                 "Envoy rejected LDS version {}:\n{}",
                 self.lds_version,
                 tail(&self.log(), 30)
-            );
-            counter(self, "success") > ok0
-        });
+            ));
+        }
         assert!(
-            accepted,
+            done,
             "Envoy did not load LDS version {} within 10 s:\n{}",
             self.lds_version,
             tail(&self.log(), 30)
         );
+        self.bootstrap = Some(b);
         // The new listener takes over once it is warm (its clusters are static: at once).
         let mut found = Err(String::new());
         let warm = wait_until(Duration::from_secs(10), || {
@@ -445,6 +456,7 @@ impl Envoy {
             Ok(l) if warm => self.listener = l,
             other => panic!("no ingress listener after the LDS update: {other:?}"),
         }
+        Ok(())
     }
 
     /// `127.0.0.1:PORT` of the ingress listener.
