@@ -453,9 +453,9 @@ def filter_outage_run(key, primary, fallback, s, failover, recovery_probe=None):
         e.stop()
     log_outage(key, summary)
     settings = "seed settings" if s["policy"] == SEED_POLICY else "smoke settings"
-    probe = (f", recovery probe every {recovery_probe['interval']} s" if recovery_probe
-             else "")
-    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}{probe}",
+    probing = (f", recovery probe every {recovery_probe['interval']} s" if recovery_probe
+               else "")
+    return {"label": f"Envoy + filter, {settings}, failover {'on' if failover else 'off'}{probing}",
             "concurrency": 2, "summary": summary, "timeline": results}
 
 
