@@ -414,16 +414,24 @@ def run_outage(url, primary_mock, fallback_mock, s, headers=None, body=CHAT_REQU
                served_by=None, primary="openai"):
     """The outage scenario through `url`: `before` s normal, `down` s of HTTP 500 from the
     primary mock, `after` s recovered. Calls to the dead primary are the mock's own count of
-    requests answered in error mode, less the recovery probes among them (counted apart)."""
+    requests answered in error mode, less the recovery probes among them (counted apart):
+    the probes the mock received on PROBE_PATH up to the moment it recovers (its request
+    log keeps only the last 200 requests, too few for a 20 req/s run)."""
     before, down, after = s["outage"]
     primary_mock.reset()
     fallback_mock.reset()
+    at_recovery = {}
+
+    def recover():
+        at_recovery["probes"] = primary_mock.stats()["by_path"].get(PROBE_PATH, 0)
+        primary_mock.mode(mode="healthy")
+
     events = [(before, lambda: primary_mock.mode(mode="error", status=500)),
-              (before + down, lambda: primary_mock.mode(mode="healthy"))]
+              (before + down, recover)]
     results, fired = open_loop(url, body, headers, s["rate"], before + down + after,
                                events=events, served_by=served_by)
     stats = primary_mock.stats()
-    probes = sum(1 for r in primary_mock.requests(PROBE_PATH) if r.get("mode") == "error")
+    probes = at_recovery.get("probes", 0)
     return results, outage_summary(results, fired, before, before + down, primary,
                                    stats["by_mode"].get("error", 0) - probes, stats["total"],
                                    probes)
