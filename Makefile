@@ -21,6 +21,8 @@ help:
 	@echo "make lint    rustfmt --check + clippy -D warnings (host and wasm32-wasip1)"
 	@echo "make build   the release filter: $(WASM)"
 	@echo "make fuzz    every fuzz target for 10^6 executions under AFL++ (not in make test; see RELIABILITY.md)"
+	@echo "make soak    10 min (SOAK_SECS) of mixed traffic with faults; fails if memory grows (RELIABILITY.md)"
+	@echo "make streams-1000   1,000 concurrent slow streams: memory per stream, all end, all cancelled"
 
 ## Installs -------------------------------------------------------------------------------
 
@@ -121,7 +123,7 @@ mock:
 
 ## Tests ----------------------------------------------------------------------------------
 
-test: test-native mock-sdk-check test-wasm fuzz-smoke demo-check bench-smoke
+test: test-native mock-sdk-check test-wasm fuzz-smoke demo-check bench-smoke soak-smoke streams-smoke
 
 # Unit, property, manifest and Envoy integration tests (the latter load the release wasm
 # built by `build`, the pip Envoy and the mock provider; the observability tests run
