@@ -4,8 +4,9 @@
 
     soak.py soak [--secs 600] [--rate 40] [--cycle 30] [--warmup 120] [--bound-mib 4]
     soak.py soak --smoke            # 50 s, warm-up 20 s, 15 s fault cycles
-    soak.py streams [--n 1000] [--variants filter,empty,bare]
+    soak.py streams [--n 1000] [--variants filter,empty,bare,filter_64k]
     soak.py streams --smoke         # 200 streams, the filter only
+    soak.py render soak|streams     # the Markdown tables of the last result, for RELIABILITY.md
 
 Exits 0 when every check passed, 1 otherwise, printing each failure; the figures go to
 target/soak/<kind>-result.json. Every process started is stopped by PID on the way out,
@@ -65,7 +66,14 @@ def main():
     t.add_argument("--delay-ms", type=int)
     t.add_argument("--ramp", type=float, default=200.0)
     t.add_argument("--variants")
+    r = sub.add_parser("render", help="the Markdown tables of a result file, for RELIABILITY.md")
+    r.add_argument("kind", choices=["soak", "soak-smoke", "streams", "streams-smoke"])
     a = ap.parse_args()
+    if a.cmd == "render":
+        from render import render
+        with open(os.path.join(common.OUT, f"{a.kind}-result.json")) as f:
+            print(render(a.kind, json.load(f)))
+        return 0
 
     launcher.require(launcher.ENVOY, launcher.MOCK, launcher.WASM, who="soak")
     launcher.install_cleanup()
@@ -81,7 +89,8 @@ def main():
     n = a.n or (200 if a.smoke else 1000)
     tokens = a.tokens or (8 if a.smoke else 20)
     delay = a.delay_ms or (500 if a.smoke else 1000)
-    variants = (a.variants or ("filter" if a.smoke else "filter,empty,bare")).split(",")
+    every = "filter,empty,bare,filter_64k"
+    variants = (a.variants or ("filter" if a.smoke else every)).split(",")
     if "empty" in variants:
         launcher.require(common.EMPTY_MODULE, who="soak", hints={
             common.EMPTY_MODULE: "make bench-modules"})

@@ -3,7 +3,8 @@ memory each in-flight stream costs, with the filter and without it; and that not
 or leaks when the streams all end, or are all cancelled.
 
 For each variant (`filter`: the release module with the soak's config; `empty`: the
-proxy-wasm SDK with empty contexts, examples/bench/empty-filter; `bare`: no filter), a fresh
+proxy-wasm SDK with empty contexts, examples/bench/empty-filter; `bare`: no filter;
+`filter_64k`: the filter again with a 64 KiB prompt in every request), a fresh
 Envoy (`--concurrency 2`) in front of one mock whose streams send `tokens` content pieces
 `delay_ms` apart:
 
@@ -22,6 +23,7 @@ figure minus the empty module's (the cost of any Wasm filter) and minus bare Env
 """
 
 import asyncio
+import json
 import os
 import time
 
@@ -33,6 +35,9 @@ from common import (EMPTY_MODULE, LISTENER, bootstrap, log, memory, mib, stats, 
 
 STREAM = {"model": "gpt-4o-mini", "stream": True,
           "messages": [{"role": "user", "content": "hello"}]}
+# The `filter_64k` variant: the filter with a 64 KiB prompt in every request, to see the
+# request copy kept for failover (README "Memory held per request") in the per-stream figure.
+BIG_PROMPT = 64 * 1024
 PATH = "/v1/chat/completions"
 CLUSTER = "openai"
 
@@ -40,8 +45,9 @@ CLUSTER = "openai"
 class Streams:
     """N client streams, each read to its end or until cancelled."""
 
-    def __init__(self, n):
+    def __init__(self, n, body):
         self.n = n
+        self.body = body
         self.first = 0
         self.done = 0
         self.status = {}
@@ -50,7 +56,8 @@ class Streams:
 
     async def one(self, client, url):
         try:
-            async with client.stream("POST", url, json=STREAM) as r:
+            async with client.stream("POST", url, content=self.body,
+                                     headers={"content-type": "application/json"}) as r:
                 self.status[r.status_code] = self.status.get(r.status_code, 0) + 1
                 body = b""
                 got_first = False
@@ -68,11 +75,11 @@ class Streams:
             self.errors[name] = self.errors.get(name, 0) + 1
 
 
-async def wave(envoy, n, ramp, cancel, on_peak, timeout):
+async def wave(envoy, n, ramp, cancel, on_peak, timeout, body):
     """Opens n streams at `ramp` per second; at the peak (n active in Envoy, every first chunk
     in) calls `on_peak()`; then lets them end, or cancels them all. Returns (Streams,
     seconds to the peak)."""
-    s = Streams(n)
+    s = Streams(n, body)
     s.first_event = asyncio.Event()
     url = envoy.url(LISTENER, PATH)
     limits = httpx.Limits(max_connections=n + 16, max_keepalive_connections=n + 16)
@@ -108,7 +115,11 @@ def variant(name, n, tokens, delay_ms, ramp, with_cancel):
     d = workdir(f"streams-{name}-{os.getpid()}")
     mock = launcher.Mock(CLUSTER, d)
     mock.mode(mode="healthy", tokens=tokens, chunk_delay_ms=delay_ms)
-    wasm = {"filter": None, "empty": EMPTY_MODULE, "bare": None}[name]
+    wasm = EMPTY_MODULE if name == "empty" else None
+    req = dict(STREAM)
+    if name == "filter_64k":
+        req["messages"] = [{"role": "user", "content": "x" * BIG_PROMPT}]
+    body = json.dumps(req).encode()
     envoy = launcher.Envoy(bootstrap([(CLUSTER, mock.port)], wasm=wasm,
                                      with_filter=name != "bare"),
                            d, name=f"streams-{name}", concurrency=2).wait_ready()
@@ -138,7 +149,7 @@ def variant(name, n, tokens, delay_ms, ramp, with_cancel):
                 f"{mib(base['allocated']):.1f})")
 
         # 2-3. all end
-        ended, t_peak = asyncio.run(wave(envoy, n, ramp, False, on_peak, timeout))
+        ended, t_peak = asyncio.run(wave(envoy, n, ramp, False, on_peak, timeout, body))
         idle_end = wait_idle(envoy, [CLUSTER])
         time.sleep(1.0)
         after_end = memory(envoy)
@@ -155,7 +166,7 @@ def variant(name, n, tokens, delay_ms, ramp, with_cancel):
                   "status": ended.status, "errors": ended.errors, "idle_after_end": idle_end}
         # 4. all cancelled
         if with_cancel:
-            cancelled, _ = asyncio.run(wave(envoy, n, ramp, True, on_peak, timeout))
+            cancelled, _ = asyncio.run(wave(envoy, n, ramp, True, on_peak, timeout, body))
             t = time.monotonic()
             idle_cancel = wait_idle(envoy, [CLUSTER], timeout=20)
             drain_s = time.monotonic() - t
@@ -197,4 +208,7 @@ def run(n, tokens, delay_ms, ramp, variants):
             if other in results:
                 o = results[other]["per_stream"]
                 results[f"filter_minus_{other}"] = {k: f[k] - o[k] for k in f}
+        if "filter_64k" in results:
+            o = results["filter_64k"]["per_stream"]
+            results["filter_64k_minus_filter"] = {k: o[k] - f[k] for k in f}
     return bad, results
