@@ -41,10 +41,12 @@ POLICY = {"failure_threshold": 3, "window_size": 5, "recovery_timeout": 1,
 
 # Upstreams: openai (the default route; fails over to anthropic), anthropic, gemini (streams
 # that fail inside a 200; no fallback, so an open breaker answers locally), mistral (slow
-# streams the clients cancel half-way through).
+# streams the clients cancel half-way through). `/a/` reaches anthropic directly: only the
+# soak's last step uses it, to close its breaker if the traffic ended during its outage.
 UPSTREAMS = [{"name": "openai", "fallbacks": ["anthropic"]}, {"name": "anthropic"},
              {"name": "gemini"}, {"name": "mistral"}]
-ROUTES = [{"match": {"path_prefix": "/g/"}, "upstream": "gemini"},
+ROUTES = [{"match": {"path_prefix": "/a/"}, "upstream": "anthropic"},
+          {"match": {"path_prefix": "/g/"}, "upstream": "gemini"},
           {"match": {"path_prefix": "/m/"}, "upstream": "mistral"},
           {"match": {"path_prefix": "/"}, "upstream": "openai"}]
 

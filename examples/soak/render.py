@@ -28,7 +28,8 @@ def soak(r):
             "failures by reason | mock received |",
             "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
     for u, o in b["outcomes"].items():
-        tr = ", ".join(f"{k.replace('>', ' → ')} {v}" for k, v in sorted(b["transitions"][u].items()))
+        tr = ", ".join(f"{k.replace('>', ' → ')} {v}"
+                       for k, v in sorted(b["transitions"][u].items()))
         fr = ", ".join(f"{k} {v}" for k, v in sorted(b["failures"][u].items()))
         out.append(f"| {u} | {o['success']:,} | {o['failure']:,} | {o['ignored']:,} | "
                    f"{b['rejected'][u]:,} | {tr or '–'} | {fr or '–'} | "

@@ -41,10 +41,11 @@ MIX = [MIX[(i * 7) % len(MIX)] for i in range(len(MIX))]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 CLUSTERS = ["openai", "anthropic", "gemini", "mistral"]
-# Mock modes at rest: mistral's streams last ~3 s (30 pieces, 100 ms apart).
+# Mock modes at rest: mistral's streams last ~10 s (100 pieces, 100 ms apart), so a client
+# that cancels after two pieces is never late enough to see the end, even on a busy machine.
 REST_MODES = {"openai": {"mode": "healthy"}, "anthropic": {"mode": "healthy"},
               "gemini": {"mode": "healthy", "tokens": 5},
-              "mistral": {"mode": "healthy", "tokens": 30, "chunk_delay_ms": 100}}
+              "mistral": {"mode": "healthy", "tokens": 100, "chunk_delay_ms": 100}}
 SAMPLE_EVERY = 10.0
 
 
@@ -83,7 +84,7 @@ async def one(client, base, kind, tally):
             body = b""
             async for chunk in r.aiter_raw():
                 body += chunk
-                if kind == "cancel" and r.status_code == 200:
+                if kind == "cancel" and r.status_code == 200 and b"[DONE]" not in body:
                     pieces = body.count(b'"content":"') - 1  # the role chunk has "content":""
                     if pieces >= 2:
                         tally.cancelled += 1
@@ -267,10 +268,11 @@ def heal(envoy, mocks, timeout=20.0):
         states = {u: b["state"] for u, b in health(envoy)["breakers"].items()}
         if all(s == "closed" for s in states.values()) or time.monotonic() >= deadline:
             return states
-        for path in ("/v1/chat/completions", "/g/v1/chat/completions",
-                     "/m/v1/chat/completions"):
+        paths = {"openai": "/v1/chat/completions", "anthropic": "/a/v1/chat/completions",
+                 "gemini": "/g/v1/chat/completions", "mistral": "/m/v1/chat/completions"}
+        for path in {paths[u] for u, s in states.items() if s != "closed"}:
             launcher.http("POST", envoy.url(LISTENER, path), json.dumps(CHAT),
-                          {"content-type": "application/json"}, timeout=10)
+                          {"content-type": "application/json"}, timeout=15)
         time.sleep(0.3)
 
 
