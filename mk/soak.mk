@@ -5,13 +5,13 @@
 #   make soak            SOAK_SECS (600) of mixed traffic through Envoy --concurrency 2 with
 #                        faults, memory sampled every 10 s; fails on growth over 4 MiB after
 #                        the 120 s warm-up, on books that do not balance, on anything left in
-#                        flight or a probe slot held at rest (~12 min)
-#   make soak-smoke      the same for 50 s (20 s warm-up, 15 s fault cycles); in make test
+#                        flight or a probe slot held at rest (~10.5 min)
+#   make soak-smoke      the same for 50 s (20 s warm-up, 15 s fault cycles); in make test (~55 s)
 #   make streams-1000    1,000 concurrent slow streams (20 s each) through the filter, the
 #                        empty filter and bare Envoy: memory per in-flight stream, all end,
 #                        all cancelled (~4 min)
 #   make streams-smoke   200 streams (4 s each) through the filter: all end, all cancelled;
-#                        in make test (~20 s)
+#                        in make test (~12 s)
 #
 # Client: Python asyncio with the HTTP client of the pinned openai SDK (httpx2, `make sdk`).
 
