@@ -8,8 +8,8 @@
 #                        flight or a probe slot held at rest (~10.5 min)
 #   make soak-smoke      the same for 50 s (20 s warm-up, 15 s fault cycles); in make test (~55 s)
 #   make streams-1000    1,000 concurrent slow streams (20 s each) through the filter, the
-#                        empty filter and bare Envoy: memory per in-flight stream, all end,
-#                        all cancelled (~4 min)
+#                        empty filter, bare Envoy and the filter with 64 KiB prompts: memory
+#                        per in-flight stream, all end, all cancelled (~2.5 min)
 #   make streams-smoke   200 streams (4 s each) through the filter: all end, all cancelled;
 #                        in make test (~12 s)
 #
