@@ -10,8 +10,8 @@
 #   make streams-1000    1,000 concurrent slow streams (20 s each) through the filter, the
 #                        empty filter, bare Envoy and the filter with 64 KiB prompts: memory
 #                        per in-flight stream, all end, all cancelled (~2.5 min)
-#   make streams-smoke   200 streams (4 s each) through the filter: all end, all cancelled;
-#                        in make test (~12 s)
+#   make streams-smoke   200 streams (8 s each) through the filter: all end, all cancelled;
+#                        in make test (~17 s)
 #
 # Client: Python asyncio with the HTTP client of the pinned openai SDK (httpx2, `make sdk`).
 

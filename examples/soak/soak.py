@@ -88,7 +88,7 @@ def main():
         return _finish("soak-smoke" if a.smoke else "soak", bad, result)
     n = a.n or (200 if a.smoke else 1000)
     tokens = a.tokens or (8 if a.smoke else 20)
-    delay = a.delay_ms or (500 if a.smoke else 1000)
+    delay = a.delay_ms or 1000
     every = "filter,empty,bare,filter_64k"
     variants = (a.variants or ("filter" if a.smoke else every)).split(",")
     if "empty" in variants:
