@@ -495,8 +495,13 @@ fn providers_config_injects_each_providers_key() {
     check(&anthropic, "x-api-key", "sk-ant-test");
     check(&azure, "api-key", "azure-test-key");
 
-    let last_anthropic = anthropic.requests().pop().unwrap();
-    assert_eq!(last_anthropic["path"], "/v1/chat/completions");
+    // Anthropic is reached through its native Messages API: every OpenAI request it got
+    // (rerouted or a failover callout) was translated into a valid Messages request.
+    for q in anthropic.requests() {
+        assert_eq!(q["path"], "/v1/messages", "{q}");
+        assert_eq!(q["headers"]["anthropic-version"], "2023-06-01", "{q}");
+        assert!(q["rejected"].is_null(), "the mock rejected it: {q}");
+    }
     let last_azure = azure.requests().pop().unwrap();
     assert_eq!(
         last_azure["target"],
