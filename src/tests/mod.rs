@@ -25,6 +25,7 @@ mod routing;
 mod runtime;
 mod sse;
 mod store;
+mod translate_config;
 mod stream;
 mod window;
 
