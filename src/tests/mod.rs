@@ -25,8 +25,8 @@ mod routing;
 mod runtime;
 mod sse;
 mod store;
-mod translate_config;
 mod stream;
+mod translate_config;
 mod window;
 
 use crate::config::Policy;

@@ -59,13 +59,20 @@ fn a_config_that_declares_no_api_translates_nothing() {
 
 #[test]
 fn an_unknown_api_is_an_error_naming_the_key() {
-    let e = config(r#"[{"name":"openai"},{"name":"b","api":"antropic"}]"#, ROUTE).unwrap_err();
+    let e = config(
+        r#"[{"name":"openai"},{"name":"b","api":"antropic"}]"#,
+        ROUTE,
+    )
+    .unwrap_err();
     assert_eq!(
         e,
         r#"upstreams[1].api: unknown api "antropic" (expected "openai" or "anthropic")"#
     );
-    let e = config(r#"[{"name":"openai"}]"#, r#"[{"upstream":"openai","api":"gemini"}]"#)
-        .unwrap_err();
+    let e = config(
+        r#"[{"name":"openai"}]"#,
+        r#"[{"upstream":"openai","api":"gemini"}]"#,
+    )
+    .unwrap_err();
     assert_eq!(
         e,
         r#"routes[0].api: unknown api "gemini" (expected "openai" or "anthropic")"#
@@ -77,9 +84,15 @@ fn an_unknown_api_is_an_error_naming_the_key() {
 #[test]
 fn default_max_tokens_must_be_at_least_one_and_anthropic_version_a_header_value() {
     let e = config(r#"[{"name":"openai","default_max_tokens":0}]"#, ROUTE).unwrap_err();
-    assert_eq!(e, "upstreams[0].default_max_tokens: must be at least 1, got 0");
+    assert_eq!(
+        e,
+        "upstreams[0].default_max_tokens: must be at least 1, got 0"
+    );
     let e = config(r#"[{"name":"openai","default_max_tokens":-3}]"#, ROUTE).unwrap_err();
-    assert!(e.starts_with("upstreams[0].default_max_tokens: invalid"), "{e}");
+    assert!(
+        e.starts_with("upstreams[0].default_max_tokens: invalid"),
+        "{e}"
+    );
     let e = config(r#"[{"name":"openai","anthropic_version":""}]"#, ROUTE).unwrap_err();
     assert_eq!(
         e,
@@ -91,8 +104,14 @@ fn default_max_tokens_must_be_at_least_one_and_anthropic_version_a_header_value(
 fn unknown_keys_next_to_api_are_still_refused() {
     let e = config(r#"[{"name":"openai","apis":"openai"}]"#, ROUTE).unwrap_err();
     assert!(e.starts_with("upstreams[0]: unknown field `apis`"), "{e}");
-    assert!(e.contains("`api`") && e.contains("`default_max_tokens`"), "{e}");
-    let e = config(r#"[{"name":"openai"}]"#, r#"[{"upstream":"openai","format":"x"}]"#)
-        .unwrap_err();
+    assert!(
+        e.contains("`api`") && e.contains("`default_max_tokens`"),
+        "{e}"
+    );
+    let e = config(
+        r#"[{"name":"openai"}]"#,
+        r#"[{"upstream":"openai","format":"x"}]"#,
+    )
+    .unwrap_err();
     assert!(e.starts_with("routes[0]: unknown field `format`"), "{e}");
 }
