@@ -39,7 +39,7 @@ mod answer;
 mod stream;
 
 pub use answer::{error, response};
-pub use stream::Stream;
+pub use stream::{Stream, EVENT_CAP};
 
 use serde_json::{json, Map, Value};
 
@@ -81,6 +81,11 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
     }
     if present(&req, "function_call") {
         dropped.push("function_call");
+    }
+    // `json_schema` was refused above; `text` is the default.
+    let format = req.get("response_format").and_then(|f| f.get("type"));
+    if format.and_then(Value::as_str) == Some("json_object") {
+        dropped.push("response_format");
     }
     let mut out = Obj::new();
     if let Some(model) = req.get("model") {
