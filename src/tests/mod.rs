@@ -27,6 +27,7 @@ mod sse;
 mod store;
 mod stream;
 mod translate_config;
+mod translate_to_anthropic;
 mod window;
 
 use crate::config::Policy;
