@@ -26,6 +26,7 @@ mod runtime;
 mod sse;
 mod store;
 mod stream;
+mod translate_to_openai;
 mod window;
 
 use crate::config::Policy;
