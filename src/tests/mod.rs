@@ -27,6 +27,8 @@ mod sse;
 mod store;
 mod stream;
 mod translate_to_openai;
+mod translate_to_openai_answer;
+mod translate_to_openai_stream;
 mod window;
 
 use crate::config::Policy;
