@@ -28,6 +28,9 @@ mod store;
 mod stream;
 mod translate_config;
 mod translate_to_anthropic;
+mod translate_to_openai;
+mod translate_to_openai_answer;
+mod translate_to_openai_stream;
 mod window;
 
 use crate::config::Policy;
