@@ -31,6 +31,7 @@ mod translate_to_anthropic;
 mod translate_to_openai;
 mod translate_to_openai_answer;
 mod translate_to_openai_stream;
+mod translate_wiring;
 mod window;
 
 use crate::config::Policy;
