@@ -19,6 +19,7 @@ use super::event::{Body, Effect, Step};
 use super::{Exchange, Phase};
 use crate::config::{Config, UpstreamId};
 use crate::host::Host;
+use crate::metrics::TranslationResult;
 use crate::runtime::Runtime;
 use crate::translate::{self, Api, StreamTranslator};
 
@@ -92,7 +93,9 @@ impl Exchange {
         let target = cfg.upstream(u);
         let translated = match self.xlate(cfg, u) {
             Some((client, served)) => {
+                let metrics = rt.host.metrics();
                 let t = translate::request(client, &target.target(), bytes).map_err(|r| {
+                    metrics.translation(u, TranslationResult::Refused);
                     info!(
                         "{} skipped for this request: it speaks {} and {}",
                         target.name,
@@ -101,7 +104,9 @@ impl Exchange {
                     );
                     Unsendable::Refused
                 })?;
+                metrics.translation(u, TranslationResult::Translated);
                 if !t.dropped.is_empty() {
+                    metrics.translation(u, TranslationResult::Dropped);
                     info!(
                         "request to {} translated to {}: dropped {}",
                         target.name,

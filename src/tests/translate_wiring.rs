@@ -114,6 +114,8 @@ fn an_openai_request_rerouted_to_an_anthropic_fallback_is_translated_then_rewrit
     assert_eq!(v["usage"]["prompt_tokens"], 7);
     assert_eq!(c.count("requests{anthropic,success}"), 1);
     assert_eq!(c.count("input_tokens{anthropic}"), 7);
+    assert_eq!(c.count("translations{anthropic,translated}"), 1);
+    assert_eq!(c.count("translations{anthropic,dropped}"), 0);
 }
 
 #[test]
@@ -183,6 +185,8 @@ fn a_request_the_fallback_cannot_take_skips_it_for_the_next() {
     c.response(200, &[]);
     assert_eq!(c.count("requests{azure,success}"), 1);
     assert_eq!(c.count("requests{anthropic,success}"), 0);
+    assert_eq!(c.count("translations{anthropic,refused}"), 1);
+    assert_eq!(c.count("translations{anthropic,translated}"), 0);
 
     // With azure open too, nothing can take it: the fast-fail answer, never a doomed call.
     let mut d = Case::new(XCFG);
@@ -348,4 +352,56 @@ fn a_cut_translated_stream_ends_with_an_error_event_in_the_clients_shape() {
     assert!(!out.contains("event: error"), "not Anthropic's: {out}");
     assert!(!out.contains("[DONE]"), "never passed off as whole: {out}");
     assert_eq!(c.count("failures{anthropic,stream_truncated}"), 1);
+}
+
+#[test]
+fn a_parameter_the_target_cannot_express_is_dropped_and_counted() {
+    let mut c = Case::new(XCFG);
+    c.trip("openai");
+    let seeded = br#"{"model":"gpt-4o","seed":7,"messages":[{"role":"user","content":"hi"}]}"#;
+    c.request(&[("content-length", &seeded.len().to_string())], false);
+    let b = c.body(seeded, true);
+    let v = json(new_body(&b).expect("translated").as_bytes());
+    assert!(v.get("seed").is_none(), "{v}");
+    assert_eq!(c.count("translations{anthropic,translated}"), 1);
+    assert_eq!(c.count("translations{anthropic,dropped}"), 1);
+}
+
+#[test]
+fn a_held_translated_stream_is_released_at_its_first_token_as_the_clients_events() {
+    let mut c = Case::new(XCFG);
+    c.trip("openai");
+    let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    c.request(&[("content-length", &body.len().to_string())], false);
+    c.body(body, true);
+    assert_eq!(c.w.rt.stop_iteration.get(), StopIteration::Granted);
+    assert_eq!(
+        c.response(200, SSE).flow,
+        Flow::Pause,
+        "held until its first token"
+    );
+    // While held, Envoy reports everything it holds.
+    let mut so_far = String::new();
+    for chunk in &ANTHROPIC_STREAM[..2] {
+        so_far.push_str(chunk);
+        let step = c.send(Event::ResponseBody {
+            len: so_far.len(),
+            end_of_stream: false,
+            body: &Bytes(so_far.as_bytes().to_vec()),
+        });
+        assert_eq!(step.flow, Flow::Pause, "no content yet");
+        assert_eq!(replaced(&step), None);
+    }
+    so_far.push_str(ANTHROPIC_STREAM[2]);
+    let go = c.send(Event::ResponseBody {
+        len: so_far.len(),
+        end_of_stream: false,
+        body: &Bytes(so_far.as_bytes().to_vec()),
+    });
+    assert_eq!(go.flow, Flow::Continue);
+    let out =
+        String::from_utf8(replaced(&go).expect("all held, replaced").to_vec()).expect("utf-8");
+    assert!(out.contains("\"role\":\"assistant\""), "{out}");
+    assert!(out.contains("\"Hel\""), "{out}");
+    assert!(!out.contains("event: "), "{out}");
 }
