@@ -57,7 +57,8 @@ impl Exchange {
     }
 
     /// The request headers a translation for `u` sets, before `u`'s rewrite (whose own
-    /// `path` wins): the target's path, and `anthropic-version` for Anthropic.
+    /// `path` wins): the target's path, `anthropic-version` for Anthropic, and
+    /// `accept-encoding: identity` (the filter does not decode bodies).
     pub(super) fn translation_headers(
         &self,
         cfg: &Config,
@@ -77,6 +78,8 @@ impl Exchange {
         if served == Api::Anthropic {
             out.push(("anthropic-version", target.anthropic_version.clone()));
         }
+        // The answer is read to be translated: it must come uncompressed.
+        out.push(("accept-encoding", "identity".to_string()));
         out
     }
 

@@ -75,6 +75,7 @@ fn an_openai_request_rerouted_to_an_anthropic_fallback_is_translated_then_rewrit
     assert_eq!(set_header(&h, ":path"), Some("/v1/messages"));
     assert_eq!(set_header(&h, "anthropic-version"), Some("2023-06-01"));
     assert_eq!(set_header(&h, "x-provider"), Some("anthropic"));
+    assert_eq!(set_header(&h, "accept-encoding"), Some("identity"));
     let b = c.body(CHAT, true);
     let sent = new_body(&b).expect("translated");
     let v = json(sent.as_bytes());
@@ -404,4 +405,29 @@ fn a_held_translated_stream_is_released_at_its_first_token_as_the_clients_events
     assert!(out.contains("\"role\":\"assistant\""), "{out}");
     assert!(out.contains("\"Hel\""), "{out}");
     assert!(!out.contains("event: "), "{out}");
+}
+
+#[test]
+fn when_every_upstream_fails_the_translated_upstreams_error_reaches_the_client_in_its_shape() {
+    let mut c = Case::new(XCFG);
+    c.trip("openai");
+    c.post(CHAT);
+    let failed = c.response(529, &[("content-type", "application/json")]);
+    assert!(call(&failed).is_some(), "azure is called");
+    let overloaded =
+        br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    c.response_body(overloaded, true);
+    let done = c.answer(500, br#"{"error":{"message":"azure down"}}"#);
+    let r = reply(&done).expect("the held failure, after all");
+    assert_eq!(r.status, 529);
+    assert_eq!(
+        header_of(&r.headers, "content-type"),
+        Some("application/json")
+    );
+    let v = json(&r.body);
+    assert_eq!(
+        v["error"]["message"], "Overloaded",
+        "anthropic's error, OpenAI-shaped"
+    );
+    assert!(v.get("type").is_none(), "not Anthropic's envelope: {v}");
 }
