@@ -5,7 +5,9 @@
 //! routes look at the host or the body, whether a fallback edits the body) are computed here
 //! once.
 
-use super::checks::{at_least_one, duration_ms, header_name, header_pairs, is_header_value};
+use super::checks::{
+    at_least_one, compile_api, duration_ms, header_name, header_pairs, is_header_value,
+};
 use super::error::{ConfigError, ConfigErrorKind};
 use super::model::*;
 use super::probe::compile_recovery_probe;
@@ -20,19 +22,6 @@ const MAX_BODY_BUFFER_LIMIT: usize = 1 << 30;
 const DEFAULT_FAST_FAIL_MESSAGE: &str = "All AI providers are currently unavailable";
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 const DEFAULT_MAX_TOKENS: u32 = 4096;
-
-/// An `api` value: `openai` or `anthropic`.
-fn compile_api(path: String, name: &str) -> Result<Api, ConfigError> {
-    [Api::OpenAi, Api::Anthropic]
-        .into_iter()
-        .find(|a| a.name() == name)
-        .ok_or_else(|| {
-            ConfigError::range(
-                path,
-                format!("unknown api \"{name}\" (expected \"openai\" or \"anthropic\")"),
-            )
-        })
-}
 
 impl RawConfig {
     pub(super) fn compile(self) -> Result<Config, ConfigError> {
