@@ -431,3 +431,58 @@ fn when_every_upstream_fails_the_translated_upstreams_error_reaches_the_client_i
     );
     assert!(v.get("type").is_none(), "not Anthropic's envelope: {v}");
 }
+
+#[test]
+fn an_openai_client_routed_to_an_anthropic_primary_is_translated_and_so_is_its_retry() {
+    let json_cfg = XCFG
+        .replace(
+            r#"{"name": "claude", "api": "anthropic", "fallbacks": ["gpt"]}"#,
+            r#"{"name": "claude", "api": "anthropic", "fallbacks": ["gpt"], "retry": {"attempts": 1}}"#,
+        )
+        .replace(
+            r#""routes": ["#,
+            r#""routes": [{"match": {"headers": {"x-team": "c"}}, "upstream": "claude"},"#,
+        );
+    let mut c = Case::new(&json_cfg);
+    c.w.rt.stop_iteration.set(StopIteration::Granted);
+    let len = CHAT.len().to_string();
+    let h = c.request(&[("x-team", "c"), ("content-length", &len)], false);
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("claude"));
+    assert_eq!(set_header(&h, ":path"), Some("/v1/messages"));
+    let b = c.body(CHAT, true);
+    let v = json(new_body(&b).expect("translated for the primary").as_bytes());
+    assert_eq!(v["model"], "gpt-4o", "a primary gets no model rewrite");
+    assert_eq!(v["max_tokens"], 4096, "the default default_max_tokens");
+    let r = c.response(429, &[("retry-after", "1")]);
+    assert_eq!(c.ex.phase_name(), "retrying", "{r:?}");
+    c.response_body(b"slow down", true);
+    c.clock.set(T0 + 1_000);
+    let t = c.tick(None);
+    let retry = call(&t).expect("retried");
+    assert_eq!(retry.cluster, "claude");
+    assert_eq!(header_of(&retry.headers, ":path"), Some("/v1/messages"));
+    assert_eq!(json(&retry.body)["max_tokens"], 4096);
+    let a = c.answer(200, ANTHROPIC_ANSWER);
+    let reply = reply(&a).expect("the retry's answer");
+    assert_eq!(json(&reply.body)["object"], "chat.completion");
+}
+
+#[test]
+fn a_refused_body_whose_headers_already_left_is_answered_locally_never_sent() {
+    let mut c = Case::new(XCFG);
+    c.w.rt.stop_iteration.set(StopIteration::Denied);
+    c.trip("openai");
+    let h = c.request(&[], false);
+    assert_eq!(set_header(&h, "x-ai-cb-upstream"), Some("anthropic"));
+    assert_eq!(c.ex.phase_name(), "rewriting_body");
+    let n2 = br#"{"model":"gpt-4o","n":3,"messages":[{"role":"user","content":"hi"}]}"#;
+    let b = c.body(n2, true);
+    assert_eq!(b.flow, Flow::Pause);
+    assert_eq!(new_body(&b), None, "nothing sent to anthropic");
+    assert!(b
+        .effects
+        .contains(&Effect::ClearRequestBody { len: n2.len() }));
+    assert_eq!(reply(&b).map(|r| r.status), Some(503));
+    assert_eq!(c.ex.phase_name(), "answered");
+    assert_eq!(c.count("translations{anthropic,refused}"), 1);
+}
