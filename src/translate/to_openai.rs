@@ -1,54 +1,351 @@
-//! An Anthropic client served by an OpenAI upstream: the request Anthropic Messages → OpenAI Chat Completions, the answer (JSON, stream, error) OpenAI → Anthropic.
+//! An Anthropic client served by an OpenAI upstream: the request Anthropic Messages → OpenAI
+//! Chat Completions, the answer (JSON, stream, error) OpenAI → Anthropic.
 //!
-//! SKELETON: every function here is a placeholder to be replaced by the real translation.
+//! Written from the two public API references (Anthropic "Messages" and "Streaming
+//! Messages"; OpenAI "Chat Completions" create, chunk object and errors). The request is read
+//! into a `serde_json::Value` and a new OpenAI object is built from the fields known here;
+//! anything else in the request is ignored. The answer side lives in [`answer`] (JSON and
+//! errors) and [`stream`] (SSE, event by event).
+//!
+//! | Anthropic request | OpenAI request |
+//! |---|---|
+//! | `model` | `model`, as is (the upstream's `rewrite.model` applies after translation) |
+//! | `system` (string or text blocks, joined by `\n`) | a leading `system` message |
+//! | `user` / `assistant` messages, string content | the same roles, string content |
+//! | `text` block | `text` part (assistant: the texts joined into `content`) |
+//! | `image` block, `base64` source | `image_url` part with a `data:<media_type>;base64,` URL |
+//! | `image` block, `url` source | `image_url` part with that URL |
+//! | assistant `tool_use` block | `tool_calls[]` entry, `input` as the `arguments` JSON string |
+//! | user `tool_result` block | a `tool` message before the rest of that user turn (OpenAI wants tool answers right after the call); text content joined by `\n`, `is_error` as an `Error: ` prefix |
+//! | `tools[]` (`name`, `description`, `input_schema`) | `function` tools (`parameters` = `input_schema`) |
+//! | `tool_choice` `auto` / `any` / `tool` / `none` | `auto` / `required` / named function / `none`; only sent with tools (OpenAI rejects it without) |
+//! | `tool_choice.disable_parallel_tool_use` | `parallel_tool_calls: false` |
+//! | `max_tokens` | `max_completion_tokens` (below) |
+//! | `temperature`, `top_p` | the same (Anthropic's 0–1 temperature range lies inside OpenAI's 0–2) |
+//! | `stop_sequences` | `stop` |
+//! | `stream` | `stream`, plus `stream_options.include_usage` so the stream's usage can be told |
+//! | `metadata.user_id` | `user` |
+//!
+//! `max_tokens` becomes `max_completion_tokens`: OpenAI deprecated `max_tokens` and its
+//! reasoning models (o-series, gpt-5) reject it with a 400, while every current model takes
+//! `max_completion_tokens`; Azure OpenAI takes it from API version 2024-09-01-preview (GA
+//! 2024-10-21), so an Azure fallback needs an `api-version` at least that recent.
+//!
+//! Parameters with no equivalent, one decision each:
+//!
+//! | Anthropic | Decision | Why |
+//! |---|---|---|
+//! | `thinking` `enabled` | dropped, listed | The answer stays complete and valid without thinking blocks; OpenAI's `reasoning_effort` exists only on reasoning models and is a 400 on the others, so there is nothing safe to send. Refusing would take the fallback away from every client that turns thinking on. `disabled` is the default and is not listed. |
+//! | `thinking` / `redacted_thinking` blocks in the history | dropped, listed as `thinking` | Signed Anthropic reasoning that OpenAI cannot read back. |
+//! | `top_k` | dropped, listed | OpenAI has no top-k sampling; it narrows sampling, it does not change what is asked. |
+//! | `service_tier` | dropped, listed | The tiers are named differently and mean different things. |
+//! | `tools[].strict` | dropped, listed | OpenAI's strict mode demands a schema subset (every property required, no extra properties) and answers other schemas with a 400. |
+//! | `cache_control` | ignored silently | A caching hint; OpenAI caches prompts on its own. |
+//! | more than 4 `stop_sequences` | refused | OpenAI takes at most 4; dropping some would let the answer run past a stop the client set. |
+//! | server tools (`tools[].type` other than `custom`: web search, code execution, bash, ...) | refused | They run on Anthropic's side; OpenAI cannot run them. |
+//! | `document`, `search_result` and other blocks not listed above; images in a `tool_result` | refused | Not expressible in Chat Completions messages (tool messages take text only). |
+//! | `mcp_servers`, `container` | refused | Anthropic-hosted features. |
+//!
+//! An assistant message last in the list (Anthropic's "prefill") is sent as an assistant
+//! message: OpenAI answers after it rather than continuing it.
+
+mod answer;
+mod stream;
+mod tools;
+
+pub use answer::{error, response};
+pub use stream::{Stream, EVENT_CAP};
+
+use serde_json::{Map, Value};
 
 use super::{Refused, Request};
-use crate::sse::Framer;
+use tools::{tool, tool_choice};
 
-/// Largest event held while it is assembled.
-const EVENT_CAP: usize = 256 * 1024;
+/// OpenAI's limit on `stop`.
+const MAX_STOP: usize = 4;
 
+/// Translates an Anthropic Messages request body into an OpenAI Chat Completions one.
 pub fn request(body: &[u8]) -> Result<Request, Refused> {
-    let _ = body;
-    Err(Refused::Unsupported("translation not built yet"))
-}
-
-pub fn response(body: &[u8]) -> Option<Vec<u8>> {
-    let _ = body;
-    None
-}
-
-pub fn error(_status: u16, body: &[u8]) -> Vec<u8> {
-    body.to_vec()
-}
-
-/// One stream's translation state.
-#[derive(Debug)]
-pub struct Stream {
-    framer: Framer,
-}
-
-impl Default for Stream {
-    fn default() -> Self {
-        Stream::new()
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Refused::NotJson);
+    };
+    for (key, what) in [
+        ("mcp_servers", "mcp_servers has no OpenAI equivalent"),
+        ("container", "container has no OpenAI equivalent"),
+    ] {
+        if req.get(key).is_some_and(|v| !v.is_null()) {
+            return Err(Refused::Unsupported(what));
+        }
     }
-}
+    let mut out = Map::new();
+    let mut dropped = Vec::new();
+    if let Some(model) = req.get("model") {
+        out.insert("model".into(), model.clone());
+    }
 
-impl Stream {
-    pub fn new() -> Stream {
-        Stream {
-            framer: Framer::new(EVENT_CAP),
+    let mut messages = Vec::new();
+    if let Some(system) = req.get("system").filter(|v| !v.is_null()) {
+        let text = joined_text(system, "\n").ok_or(Refused::NotJson)?;
+        messages.push(message("system", Value::String(text)));
+    }
+    let Some(Value::Array(list)) = req.get("messages") else {
+        return Err(Refused::NotJson);
+    };
+    for m in list {
+        let role = m.get("role").and_then(Value::as_str);
+        let content = m.get("content").ok_or(Refused::NotJson)?;
+        match role {
+            Some("user") => user_turn(content, &mut messages)?,
+            Some("assistant") => assistant_turn(content, &mut messages, &mut dropped)?,
+            _ => return Err(Refused::NotJson),
+        }
+    }
+    out.insert("messages".into(), Value::Array(messages));
+
+    if let Some(tools) = req.get("tools").and_then(Value::as_array) {
+        if !tools.is_empty() {
+            let mut defs = Vec::with_capacity(tools.len());
+            for t in tools {
+                defs.push(tool(t, &mut dropped)?);
+            }
+            out.insert("tools".into(), Value::Array(defs));
+            if let Some(choice) = req.get("tool_choice").filter(|v| !v.is_null()) {
+                tool_choice(choice, &mut out)?;
+            }
         }
     }
 
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        self.framer.feed(chunk, &mut |_frame| {});
-        let _ = out;
+    if let Some(n) = req.get("max_tokens").filter(|v| v.is_number()) {
+        out.insert("max_completion_tokens".into(), n.clone());
+    }
+    for key in ["temperature", "top_p"] {
+        if let Some(v) = req.get(key).filter(|v| v.is_number()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(Value::Array(stops)) = req.get("stop_sequences") {
+        if stops.len() > MAX_STOP {
+            return Err(Refused::Unsupported(
+                "more than 4 stop_sequences (OpenAI takes at most 4)",
+            ));
+        }
+        if !stops.is_empty() {
+            out.insert("stop".into(), Value::Array(stops.clone()));
+        }
+    }
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if stream {
+        out.insert("stream".into(), Value::Bool(true));
+        let mut opts = Map::new();
+        opts.insert("include_usage".into(), Value::Bool(true));
+        out.insert("stream_options".into(), Value::Object(opts));
+    }
+    if let Some(user) = req
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .filter(|v| v.is_string())
+    {
+        out.insert("user".into(), user.clone());
     }
 
-    pub fn finish(&mut self, _out: &mut Vec<u8>) {}
-
-    pub fn held_bytes(&self) -> usize {
-        self.framer.held_bytes()
+    if req
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+        == Some("enabled")
+    {
+        note(&mut dropped, "thinking");
     }
+    for key in ["top_k", "service_tier"] {
+        if req.get(key).is_some_and(|v| !v.is_null()) {
+            note(
+                &mut dropped,
+                if key == "top_k" {
+                    "top_k"
+                } else {
+                    "service_tier"
+                },
+            );
+        }
+    }
+
+    Ok(Request {
+        body: serde_json::to_vec(&Value::Object(out)).unwrap_or_default(),
+        stream,
+        dropped,
+    })
+}
+
+/// Lists `what` once.
+fn note(dropped: &mut Vec<&'static str>, what: &'static str) {
+    if !dropped.contains(&what) {
+        dropped.push(what);
+    }
+}
+
+fn message(role: &str, content: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("role".into(), Value::String(role.into()));
+    m.insert("content".into(), content);
+    Value::Object(m)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A string, or the `text` of an array of text blocks joined by `sep`; `None` for any other
+/// shape (an image where only text can go).
+fn joined_text(v: &Value, sep: &str) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(blocks) => {
+            let mut text = String::new();
+            for (i, b) in blocks.iter().enumerate() {
+                if str_of(b, "type") != Some("text") {
+                    return None;
+                }
+                if i > 0 {
+                    text.push_str(sep);
+                }
+                text.push_str(str_of(b, "text")?);
+            }
+            Some(text)
+        }
+        _ => None,
+    }
+}
+
+const UNSUPPORTED_BLOCK: Refused =
+    Refused::Unsupported("a content block type OpenAI Chat Completions cannot carry");
+
+/// A user turn: its `tool_result` blocks as `tool` messages first, then the rest as one user
+/// message (none when nothing is left).
+fn user_turn(content: &Value, messages: &mut Vec<Value>) -> Result<(), Refused> {
+    let blocks = match content {
+        Value::String(_) => {
+            messages.push(message("user", content.clone()));
+            return Ok(());
+        }
+        Value::Array(blocks) => blocks,
+        _ => return Err(Refused::NotJson),
+    };
+    let mut parts = Vec::new();
+    for b in blocks {
+        match str_of(b, "type") {
+            Some("text") => {
+                let text = str_of(b, "text").ok_or(Refused::NotJson)?;
+                let mut p = Map::new();
+                p.insert("type".into(), Value::String("text".into()));
+                p.insert("text".into(), Value::String(text.into()));
+                parts.push(Value::Object(p));
+            }
+            Some("image") => parts.push(image(b)?),
+            Some("tool_result") => messages.push(tool_message(b)?),
+            _ => return Err(UNSUPPORTED_BLOCK),
+        }
+    }
+    if !parts.is_empty() {
+        messages.push(message("user", Value::Array(parts)));
+    }
+    Ok(())
+}
+
+/// An `image` block as an `image_url` part.
+fn image(block: &Value) -> Result<Value, Refused> {
+    let source = block.get("source").ok_or(Refused::NotJson)?;
+    let url = match str_of(source, "type") {
+        Some("base64") => {
+            let media = str_of(source, "media_type").ok_or(Refused::NotJson)?;
+            let data = str_of(source, "data").ok_or(Refused::NotJson)?;
+            let mut url = String::with_capacity(media.len() + data.len() + 13);
+            for piece in ["data:", media, ";base64,", data] {
+                url.push_str(piece);
+            }
+            url
+        }
+        Some("url") => str_of(source, "url").ok_or(Refused::NotJson)?.to_string(),
+        _ => return Err(UNSUPPORTED_BLOCK),
+    };
+    let mut inner = Map::new();
+    inner.insert("url".into(), Value::String(url));
+    let mut p = Map::new();
+    p.insert("type".into(), Value::String("image_url".into()));
+    p.insert("image_url".into(), Value::Object(inner));
+    Ok(Value::Object(p))
+}
+
+/// A `tool_result` block as a `tool` message.
+fn tool_message(block: &Value) -> Result<Value, Refused> {
+    let id = block.get("tool_use_id").filter(|v| v.is_string());
+    let id = id.ok_or(Refused::NotJson)?.clone();
+    let text = match block.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(c) => joined_text(c, "\n").ok_or(UNSUPPORTED_BLOCK)?,
+    };
+    let text = if block.get("is_error").and_then(Value::as_bool) == Some(true) {
+        let mut t = String::from("Error: ");
+        t.push_str(&text);
+        t
+    } else {
+        text
+    };
+    let mut m = message("tool", Value::String(text));
+    if let Value::Object(m) = &mut m {
+        m.insert("tool_call_id".into(), id);
+    }
+    Ok(m)
+}
+
+/// An assistant turn: its texts joined into `content`, its `tool_use` blocks as `tool_calls`.
+fn assistant_turn(
+    content: &Value,
+    messages: &mut Vec<Value>,
+    dropped: &mut Vec<&'static str>,
+) -> Result<(), Refused> {
+    let blocks = match content {
+        Value::String(_) => {
+            messages.push(message("assistant", content.clone()));
+            return Ok(());
+        }
+        Value::Array(blocks) => blocks,
+        _ => return Err(Refused::NotJson),
+    };
+    let mut text: Option<String> = None;
+    let mut calls = Vec::new();
+    for b in blocks {
+        match str_of(b, "type") {
+            Some("text") => {
+                let t = str_of(b, "text").ok_or(Refused::NotJson)?;
+                text.get_or_insert_with(String::new).push_str(t);
+            }
+            Some("tool_use") => {
+                let (Some(id), Some(name)) = (str_of(b, "id"), str_of(b, "name")) else {
+                    return Err(Refused::NotJson);
+                };
+                let input = b.get("input").cloned().unwrap_or(Value::Object(Map::new()));
+                let mut f = Map::new();
+                f.insert("name".into(), Value::String(name.into()));
+                let args = serde_json::to_string(&input).unwrap_or_default();
+                f.insert("arguments".into(), Value::String(args));
+                let mut call = Map::new();
+                call.insert("id".into(), Value::String(id.into()));
+                call.insert("type".into(), Value::String("function".into()));
+                call.insert("function".into(), Value::Object(f));
+                calls.push(Value::Object(call));
+            }
+            Some("thinking" | "redacted_thinking") => note(dropped, "thinking"),
+            _ => return Err(UNSUPPORTED_BLOCK),
+        }
+    }
+    if text.is_none() && calls.is_empty() {
+        // Only thinking: nothing OpenAI can read; an empty assistant turn would be a 400.
+        return Ok(());
+    }
+    let mut m = message("assistant", text.map_or(Value::Null, Value::String));
+    if let (Value::Object(m), false) = (&mut m, calls.is_empty()) {
+        m.insert("tool_calls".into(), Value::Array(calls));
+    }
+    messages.push(m);
+    Ok(())
 }
