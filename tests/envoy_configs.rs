@@ -456,6 +456,27 @@ fn providers_config_injects_each_providers_key() {
         "{}",
         r.text()
     );
+    // An Anthropic client (/v1/messages) is served by Anthropic as its primary, untranslated.
+    let messages = r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut anthropic_headers = vec![
+        ("content-type", "application/json"),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    anthropic_headers.extend_from_slice(&client_keys);
+    let r = http(
+        "POST",
+        &format!("{addr}/v1/messages"),
+        &anthropic_headers,
+        messages.as_bytes(),
+    );
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic".to_string()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-ai-cb-translated"), None);
+    assert_eq!(r.json()["type"], "message", "{}", r.text());
 
     openai.set_mode(r#"{"mode":"error","status":500}"#);
     post_chat(&addr, "gpt-4o-mini", &client_keys);
