@@ -394,6 +394,134 @@ fn an_anthropic_sdk_tool_call_is_served_by_openai_whole_and_streamed() {
     }
 }
 
+/// A conversation carrying what the formats spell differently: a system prompt, an image, a
+/// tool call and its result. The mocks reject any of it left in the other format.
+#[test]
+fn a_conversation_with_an_image_a_tool_call_and_its_result_is_translated_both_ways() {
+    const PNG: &str = "iVBORw0KGgo=";
+    let tools_openai = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let openai_conversation = json!({
+        "model": GPT, "temperature": 1.5, "stop": "END", "tools": tools_openai,
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Weather where this was taken?"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+        ]
+    });
+    let s = openai_client_stack(json!({"failure_threshold": 1}));
+    open_primary(&s, &s.openai, "/v1/chat/completions", &openai_body());
+    let r = http(
+        "POST",
+        &format!("{}/v1/chat/completions", s.envoy.addr()),
+        &[("content-type", "application/json")],
+        openai_conversation.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic"),
+        "{}",
+        r.text()
+    );
+    let answer = r.json();
+    assert_eq!(answer["object"], "chat.completion", "{answer}");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "Hello from anthropic"
+    );
+    let sent = sent_body(&assert_all_valid(&s.anthropic, "/v1/messages", 1)[0]);
+    let messages = sent["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        messages.len(),
+        3,
+        "user, assistant, user (the tool result): {sent}"
+    );
+    let block = |m: usize, kind: &str| -> Value {
+        messages[m]["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["type"] == kind)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(block(0, "image")["source"]["data"], PNG, "{sent}");
+    assert_eq!(
+        block(1, "tool_use")["input"],
+        json!({"city": "Paris"}),
+        "{sent}"
+    );
+    assert_eq!(
+        block(1, "tool_use")["id"],
+        block(2, "tool_result")["tool_use_id"]
+    );
+    assert_eq!(sent["stop_sequences"], json!(["END"]), "{sent}");
+    assert!(
+        sent["temperature"].as_f64().is_some_and(|t| t <= 1.0),
+        "{sent}"
+    );
+    drop(s);
+
+    let anthropic_conversation = json!({
+        "model": CLAUDE, "max_tokens": 64, "system": SYSTEM, "stop_sequences": ["END"],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object",
+            "properties": {"city": {"type": "string"}}}}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "Weather where this was taken?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}
+        ]
+    });
+    let s = anthropic_client_stack(json!({"failure_threshold": 1}));
+    open_primary(&s, &s.anthropic, "/v1/messages", &anthropic_body());
+    let r = http(
+        "POST",
+        &format!("{}/v1/messages", s.envoy.addr()),
+        &[
+            ("content-type", "application/json"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        anthropic_conversation.to_string().as_bytes(),
+    );
+    assert_eq!((r.status, served_by(&r)), (200, "openai"), "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["type"], "message", "{answer}");
+    assert_eq!(
+        answer["content"][0]["text"], "Hello from openai",
+        "{answer}"
+    );
+    let sent = sent_body(&assert_all_valid(&s.openai, "/v1/chat/completions", 1)[0]);
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool"], "{sent}");
+    let image = &sent["messages"][1]["content"][1];
+    assert_eq!(image["type"], "image_url", "{sent}");
+    assert_eq!(
+        image["image_url"]["url"],
+        format!("data:image/png;base64,{PNG}"),
+        "{sent}"
+    );
+    let call = &sent["messages"][2]["tool_calls"][0];
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap_or(""))
+            .unwrap_or_default();
+    assert_eq!(arguments, json!({"city": "Paris"}), "{sent}");
+    assert_eq!(sent["messages"][3]["tool_call_id"], call["id"], "{sent}");
+    assert_eq!(sent["stop"], json!(["END"]), "{sent}");
+}
+
 // =============================================================================================
 // In-request failover: the primary answers 500 (or a stream fails before its first token)
 // =============================================================================================
