@@ -780,3 +780,33 @@ fn the_mocks_reject_a_request_in_the_other_format_as_the_real_apis_do() {
         (json!(2), json!(1))
     );
 }
+
+#[test]
+fn a_route_api_tells_the_client_format_of_a_path_that_does_not() {
+    let cfg = json!({
+        "health_path": HEALTH_PATH,
+        "defaults": {"failure_threshold": 1, "recovery_timeout": 300, "recovery_jitter": 0},
+        "upstreams": [
+            {"name": "openai", "fallbacks": ["anthropic"]},
+            {"name": "anthropic", "api": "anthropic", "rewrite": {"model": CLAUDE}}
+        ],
+        "routes": [{"match": {"path_prefix": "/llm/"}, "api": "openai", "upstream": "openai"}]
+    });
+    let s = Stack::start(&cfg, 1, Duration::from_secs(20));
+    open_primary(&s, &s.openai, "/llm/chat", &openai_body());
+    let r = http(
+        "POST",
+        &format!("{}/llm/chat", s.envoy.addr()),
+        &[("content-type", "application/json")],
+        openai_body().to_string().as_bytes(),
+    );
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-ai-cb-translated"), Some("openai->anthropic"));
+    assert_eq!(r.json()["object"], "chat.completion", "{}", r.text());
+    assert_all_valid(&s.anthropic, "/v1/messages", 1);
+}
