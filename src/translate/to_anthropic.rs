@@ -36,12 +36,14 @@
 //! Every other unknown key is left out silently (Anthropic rejects unknown keys with a 400).
 
 mod answer;
+mod json;
 mod stream;
 
 pub use answer::{error, response};
 pub use stream::{Stream, EVENT_CAP};
 
-use serde_json::{json, Map, Value};
+use json::{obj, parse, print, s};
+use serde_json::{Map, Value};
 
 use super::{Refused, Request};
 
@@ -66,7 +68,7 @@ type Obj = Map<String, Value>;
 
 /// Translates an OpenAI chat request into an Anthropic Messages request.
 pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused> {
-    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+    let Some(Value::Object(req)) = parse(body) else {
         return Err(Refused::NotJson);
     };
     let Some(Value::Array(messages)) = req.get("messages") else {
@@ -104,7 +106,7 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
     out.insert("max_tokens".into(), max.into());
     let temperature = req.get("temperature").and_then(Value::as_f64);
     if let Some(t) = temperature {
-        out.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+        out.insert("temperature".into(), Value::from(t.clamp(0.0, 1.0)));
     }
     if let Some(p) = req.get("top_p").filter(|v| v.is_number()) {
         if temperature.is_some() {
@@ -130,10 +132,10 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
         out.insert("stream".into(), Value::Bool(true));
     }
     if let Some(user) = req.get("user").and_then(Value::as_str) {
-        out.insert("metadata".into(), json!({ "user_id": user }));
+        out.insert("metadata".into(), obj(&mut [("user_id", s(user))]));
     }
     tools(&req, &mut out);
-    let body = serde_json::to_vec(&Value::Object(out)).map_err(|_| Refused::NotJson)?;
+    let body = print(&Value::Object(out));
     Ok(Request {
         body,
         stream,
@@ -199,7 +201,10 @@ fn messages_of(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Refused> 
             .and_then(Value::as_array_mut)
         {
             Some(content) => content.extend(blocks),
-            None => turns.push(json!({ "role": role, "content": blocks })),
+            None => turns.push(obj(&mut [
+                ("role", s(role)),
+                ("content", Value::Array(blocks)),
+            ])),
         }
     }
     Ok((system, turns))
@@ -216,7 +221,7 @@ fn system_value(mut blocks: Vec<Value>) -> Value {
 }
 
 fn text_block(text: &str) -> Value {
-    json!({ "type": "text", "text": text })
+    obj(&mut [("type", s("text")), ("text", s(text))])
 }
 
 /// The non-empty text of a string or of an array's `text` parts, as text blocks.
@@ -251,7 +256,10 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, Refused> {
                 let url = field("image_url")
                     .and_then(|i| i.get("url"))
                     .and_then(Value::as_str);
-                blocks.push(json!({ "type": "image", "source": source(url.unwrap_or(""))? }));
+                blocks.push(obj(&mut [
+                    ("type", s("image")),
+                    ("source", source(url.unwrap_or(""))?),
+                ]));
             }
             Some("file") => {
                 let data = field("file")
@@ -262,7 +270,10 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, Refused> {
                         "a file part by id: files live at OpenAI",
                     ));
                 };
-                blocks.push(json!({ "type": "document", "source": source(data)? }));
+                blocks.push(obj(&mut [
+                    ("type", s("document")),
+                    ("source", source(data)?),
+                ]));
             }
             _ => {
                 return Err(Refused::Unsupported(
@@ -280,10 +291,14 @@ fn source(url: &str) -> Result<Value, Refused> {
         let Some((media_type, data)) = rest.split_once(";base64,") else {
             return Err(Refused::Unsupported("a data: URL that is not base64"));
         };
-        return Ok(json!({ "type": "base64", "media_type": media_type, "data": data }));
+        return Ok(obj(&mut [
+            ("type", s("base64")),
+            ("media_type", s(media_type)),
+            ("data", s(data)),
+        ]));
     }
     if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(json!({ "type": "url", "url": url }));
+        return Ok(obj(&mut [("type", s("url")), ("url", s(url))]));
     }
     Err(Refused::Unsupported(
         "an image URL that is neither data: nor http(s)",
@@ -300,12 +315,15 @@ fn assistant_blocks(m: &Value, content: Option<&Value>) -> Vec<Value> {
             Ok(v @ Value::Object(_)) => v,
             _ => Value::Object(Obj::new()),
         };
-        blocks.push(json!({
-            "type": "tool_use",
-            "id": call.get("id").and_then(Value::as_str).unwrap_or(""),
-            "name": field("name").unwrap_or(""),
-            "input": input,
-        }));
+        blocks.push(obj(&mut [
+            ("type", s("tool_use")),
+            (
+                "id",
+                s(call.get("id").and_then(Value::as_str).unwrap_or("")),
+            ),
+            ("name", s(field("name").unwrap_or(""))),
+            ("input", input),
+        ]));
     }
     blocks
 }
@@ -316,7 +334,11 @@ fn tool_result(m: &Value, content: Option<&Value>) -> Value {
         Some(Value::String(s)) => Value::String(s.clone()),
         c => Value::Array(text_blocks(c)),
     };
-    json!({ "type": "tool_result", "tool_use_id": id, "content": content })
+    obj(&mut [
+        ("type", s("tool_result")),
+        ("tool_use_id", s(id)),
+        ("content", content),
+    ])
 }
 
 /// `tools` and `tool_choice` (with `parallel_tool_calls: false`).
@@ -333,7 +355,8 @@ fn tools(req: &Obj, out: &mut Obj) {
                 tool.insert("description".into(), d.clone());
             }
             let schema = f.get("parameters").filter(|p| p.is_object()).cloned();
-            let schema = schema.unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
+            let schema = schema
+                .unwrap_or_else(|| obj(&mut [("type", s("object")), ("properties", obj(&mut []))]));
             tool.insert("input_schema".into(), schema);
             Value::Object(tool)
         })
@@ -342,14 +365,15 @@ fn tools(req: &Obj, out: &mut Obj) {
         return;
     }
     out.insert("tools".into(), Value::Array(tools));
+    let kind = |k: &str| obj(&mut [("type", s(k))]);
     let mut choice = match req.get("tool_choice") {
-        Some(Value::String(s)) if s == "none" => json!({ "type": "none" }),
-        Some(Value::String(s)) if s == "required" => json!({ "type": "any" }),
+        Some(Value::String(c)) if c == "none" => kind("none"),
+        Some(Value::String(c)) if c == "required" => kind("any"),
         Some(Value::Object(c)) => match c.get("function").and_then(|f| f.get("name")) {
-            Some(name) => json!({ "type": "tool", "name": name }),
-            None => json!({ "type": "auto" }),
+            Some(name) => obj(&mut [("type", s("tool")), ("name", name.clone())]),
+            None => kind("auto"),
         },
-        _ => json!({ "type": "auto" }),
+        _ => kind("auto"),
     };
     let serial = req.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
     let none = choice.get("type").and_then(Value::as_str) == Some("none");

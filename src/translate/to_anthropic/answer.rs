@@ -16,7 +16,9 @@
 //! `created` is 0: the translation is pure (no clock) and Anthropic's answer carries no time;
 //! the OpenAI SDK requires an integer, not a meaningful one.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+
+use super::json::{obj, parse, print, s};
 
 /// The longest message taken from an error body that is not JSON.
 const MESSAGE_CAP: usize = 512;
@@ -24,7 +26,7 @@ const MESSAGE_CAP: usize = 512;
 /// Translates an Anthropic message into an OpenAI `chat.completion`; `None` when the body is
 /// not an Anthropic message.
 pub fn response(body: &[u8]) -> Option<Vec<u8>> {
-    let msg: Value = serde_json::from_slice(body).ok()?;
+    let msg = parse(body)?;
     let content = msg.get("content")?.as_array()?;
     if msg.get("type").is_some_and(|t| t != "message") {
         return None;
@@ -66,20 +68,26 @@ pub fn response(body: &[u8]) -> Option<Vec<u8>> {
     let prompt = count("input_tokens")
         .saturating_add(count("cache_creation_input_tokens"))
         .saturating_add(count("cache_read_input_tokens"));
-    let out = json!({
-        "id": str_of(&msg, "id"),
-        "object": "chat.completion",
-        "created": 0,
-        "model": str_of(&msg, "model"),
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "finish_reason": finish_reason(msg.get("stop_reason").and_then(Value::as_str)),
-            "logprobs": null,
-        }],
-        "usage": usage_value(prompt, count("output_tokens"), count("cache_read_input_tokens")),
-    });
-    serde_json::to_vec(&out).ok()
+    let finish = finish_reason(msg.get("stop_reason").and_then(Value::as_str));
+    let choice = obj(&mut [
+        ("index", Value::from(0)),
+        ("message", Value::Object(message)),
+        ("finish_reason", s(finish)),
+        ("logprobs", Value::Null),
+    ]);
+    let usage = usage_value(
+        prompt,
+        count("output_tokens"),
+        count("cache_read_input_tokens"),
+    );
+    Some(print(&obj(&mut [
+        ("id", s(str_of(&msg, "id"))),
+        ("object", s("chat.completion")),
+        ("created", Value::from(0)),
+        ("model", s(str_of(&msg, "model"))),
+        ("choices", Value::Array(vec![choice])),
+        ("usage", usage),
+    ])))
 }
 
 /// The string at `key`, `""` when absent.
@@ -89,21 +97,25 @@ pub(super) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// An OpenAI tool call (the full one, or a stream's first delta with `arguments` empty).
 pub(super) fn tool_call(id: &str, name: &str, arguments: String) -> Value {
-    json!({
-        "id": id,
-        "type": "function",
-        "function": { "name": name, "arguments": arguments },
-    })
+    let function = obj(&mut [("name", s(name)), ("arguments", Value::String(arguments))]);
+    obj(&mut [
+        ("id", s(id)),
+        ("type", s("function")),
+        ("function", function),
+    ])
 }
 
 /// OpenAI's `usage`: input (cached input included, as OpenAI counts it) and output tokens.
 pub(super) fn usage_value(prompt: u64, completion: u64, cached: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt.saturating_add(completion),
-        "prompt_tokens_details": { "cached_tokens": cached },
-    })
+    obj(&mut [
+        ("prompt_tokens", prompt.into()),
+        ("completion_tokens", completion.into()),
+        ("total_tokens", prompt.saturating_add(completion).into()),
+        (
+            "prompt_tokens_details",
+            obj(&mut [("cached_tokens", cached.into())]),
+        ),
+    ])
 }
 
 /// Anthropic's `stop_reason` as OpenAI's `finish_reason`.
@@ -120,14 +132,14 @@ pub(super) fn finish_reason(stop: Option<&str>) -> &'static str {
 /// Translates an Anthropic error body into OpenAI's error shape; a body that is not JSON
 /// becomes the message (its first 512 bytes) of an error typed by `status`.
 pub fn error(status: u16, body: &[u8]) -> Vec<u8> {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let parsed = parse(body);
     let err = parsed.as_ref().and_then(|v| v.get("error"));
     let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str);
     let message = match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
         Some(m) => m.to_string(),
         None => fallback_message(status, body),
     };
-    serde_json::to_vec(&error_value(status, kind, &message)).unwrap_or_default()
+    print(&error_value(status, kind, &message))
 }
 
 /// `{"error":{..}}` for an Anthropic error of type `kind` (`None` when unknown).
@@ -147,12 +159,13 @@ pub(super) fn error_value(status: u16, kind: Option<&str>, message: &str) -> Val
         k if status >= 500 => ("server_error", k),
         k => ("invalid_request_error", k),
     };
-    json!({ "error": {
-        "message": message,
-        "type": openai_type,
-        "param": null,
-        "code": code,
-    }})
+    let error = obj(&mut [
+        ("message", s(message)),
+        ("type", s(openai_type)),
+        ("param", Value::Null),
+        ("code", code.map_or(Value::Null, s)),
+    ]);
+    obj(&mut [("error", error)])
 }
 
 /// The message for an error body that is not Anthropic's: its text, bounded, or the status.

@@ -23,9 +23,10 @@
 //! Memory: the framer's partial event (at most [`EVENT_CAP`] bytes), the message's id and
 //! model, and a few counters.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::answer::{error_value, finish_reason, str_of, tool_call, usage_value};
+use super::json::{obj, parse, s};
 use crate::sse::{Frame, Framer};
 
 /// Largest event held while it is assembled.
@@ -95,7 +96,7 @@ impl State {
         if self.failed {
             return;
         }
-        let Ok(ev) = serde_json::from_slice::<Value>(data) else {
+        let Some(ev) = parse(data) else {
             return;
         };
         let field = |k: &str| ev.get(k).unwrap_or(&Value::Null);
@@ -112,7 +113,11 @@ impl State {
                     .filter_map(count)
                     .fold(self.cached_tokens, u64::saturating_add);
                 self.output_tokens = count("output_tokens").unwrap_or(0);
-                self.chunk(out, json!({ "role": "assistant", "content": "" }), None);
+                self.chunk(
+                    out,
+                    obj(&mut [("role", s("assistant")), ("content", s(""))]),
+                    None,
+                );
             }
             "content_block_start" => {
                 let block = field("content_block");
@@ -127,7 +132,7 @@ impl State {
                         if let Some(c) = call.as_object_mut() {
                             c.insert("index".into(), index.into());
                         }
-                        self.chunk(out, json!({ "tool_calls": [call] }), None);
+                        self.tool_chunk(out, call);
                     }
                     "text" => self.text(out, str_of(block, "text")),
                     _ => {}
@@ -140,9 +145,9 @@ impl State {
                     ("input_json_delta", Some(index)) => {
                         let arguments = str_of(delta, "partial_json");
                         if !arguments.is_empty() {
-                            let call =
-                                json!({ "index": index, "function": { "arguments": arguments } });
-                            self.chunk(out, json!({ "tool_calls": [call] }), None);
+                            let function = obj(&mut [("arguments", s(arguments))]);
+                            let call = obj(&mut [("index", index.into()), ("function", function)]);
+                            self.tool_chunk(out, call);
                         }
                     }
                     _ => {}
@@ -155,7 +160,7 @@ impl State {
                     self.output_tokens = n;
                 }
                 if let Some(stop) = field("delta").get("stop_reason").and_then(Value::as_str) {
-                    self.chunk(out, json!({}), Some(finish_reason(Some(stop))));
+                    self.chunk(out, obj(&mut []), Some(finish_reason(Some(stop))));
                 }
             }
             "message_stop" => {
@@ -179,25 +184,35 @@ impl State {
 
     fn text(&self, out: &mut Vec<u8>, text: &str) {
         if !text.is_empty() {
-            self.chunk(out, json!({ "content": text }), None);
+            self.chunk(out, obj(&mut [("content", s(text))]), None);
         }
+    }
+
+    /// A chunk whose delta is one tool call.
+    fn tool_chunk(&self, out: &mut Vec<u8>, call: Value) {
+        let delta = obj(&mut [("tool_calls", Value::Array(vec![call]))]);
+        self.chunk(out, delta, None);
     }
 
     /// One chunk with one choice.
     fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let choice =
-            json!({ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish });
+        let choice = obj(&mut [
+            ("index", Value::from(0)),
+            ("delta", delta),
+            ("logprobs", Value::Null),
+            ("finish_reason", finish.map_or(Value::Null, s)),
+        ]);
         data_line(out, &self.envelope(Value::Array(vec![choice])));
     }
 
     fn envelope(&self, choices: Value) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": self.model,
-            "choices": choices,
-        })
+        obj(&mut [
+            ("id", s(&self.id)),
+            ("object", s("chat.completion.chunk")),
+            ("created", Value::from(0)),
+            ("model", s(&self.model)),
+            ("choices", choices),
+        ])
     }
 
     /// Sends OpenAI's stream error (a chunk with a top-level `error`) and stops translating.
@@ -212,7 +227,6 @@ impl State {
 
 fn data_line(out: &mut Vec<u8>, v: &Value) {
     out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
+    out.extend_from_slice(v.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");
 }
