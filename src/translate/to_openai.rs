@@ -50,15 +50,17 @@
 //! message: OpenAI answers after it rather than continuing it.
 
 mod answer;
+mod json;
 mod stream;
 mod tools;
 
 pub use answer::{error, response};
 pub use stream::{Stream, EVENT_CAP};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Refused, Request};
+use json::{parse, str_of, W};
 use tools::{tool, tool_choice};
 
 /// OpenAI's limit on `stop`.
@@ -66,7 +68,7 @@ const MAX_STOP: usize = 4;
 
 /// Translates an Anthropic Messages request body into an OpenAI Chat Completions one.
 pub fn request(body: &[u8]) -> Result<Request, Refused> {
-    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+    let Some(Value::Object(req)) = parse(body) else {
         return Err(Refused::NotJson);
     };
     for (key, what) in [
@@ -77,50 +79,54 @@ pub fn request(body: &[u8]) -> Result<Request, Refused> {
             return Err(Refused::Unsupported(what));
         }
     }
-    let mut out = Map::new();
     let mut dropped = Vec::new();
+    let mut w = W::with_capacity(body.len() + 128);
+    w.raw("{");
     if let Some(model) = req.get("model") {
-        out.insert("model".into(), model.clone());
+        w.key("model").value(model);
     }
 
-    let mut messages = Vec::new();
+    w.key("messages").raw("[");
     if let Some(system) = req.get("system").filter(|v| !v.is_null()) {
         let text = joined_text(system, "\n").ok_or(Refused::NotJson)?;
-        messages.push(message("system", Value::String(text)));
+        w.sep()
+            .raw(r#"{"role":"system","content":"#)
+            .str(&text)
+            .raw("}");
     }
     let Some(Value::Array(list)) = req.get("messages") else {
         return Err(Refused::NotJson);
     };
     for m in list {
-        let role = m.get("role").and_then(Value::as_str);
         let content = m.get("content").ok_or(Refused::NotJson)?;
-        match role {
-            Some("user") => user_turn(content, &mut messages)?,
-            Some("assistant") => assistant_turn(content, &mut messages, &mut dropped)?,
+        match str_of(m, "role") {
+            Some("user") => user_turn(content, &mut w)?,
+            Some("assistant") => assistant_turn(content, &mut w, &mut dropped)?,
             _ => return Err(Refused::NotJson),
         }
     }
-    out.insert("messages".into(), Value::Array(messages));
+    w.raw("]");
 
     if let Some(tools) = req.get("tools").and_then(Value::as_array) {
         if !tools.is_empty() {
-            let mut defs = Vec::with_capacity(tools.len());
+            w.key("tools").raw("[");
             for t in tools {
-                defs.push(tool(t, &mut dropped)?);
+                tool(t, &mut w, &mut dropped)?;
             }
-            out.insert("tools".into(), Value::Array(defs));
+            w.raw("]");
             if let Some(choice) = req.get("tool_choice").filter(|v| !v.is_null()) {
-                tool_choice(choice, &mut out)?;
+                tool_choice(choice, &mut w)?;
             }
         }
     }
 
-    if let Some(n) = req.get("max_tokens").filter(|v| v.is_number()) {
-        out.insert("max_completion_tokens".into(), n.clone());
-    }
-    for key in ["temperature", "top_p"] {
-        if let Some(v) = req.get(key).filter(|v| v.is_number()) {
-            out.insert(key.into(), v.clone());
+    for (from, to) in [
+        ("max_tokens", "max_completion_tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+    ] {
+        if let Some(n) = req.get(from).filter(|v| v.is_number()) {
+            w.key(to).value(n);
         }
     }
     if let Some(Value::Array(stops)) = req.get("stop_sequences") {
@@ -130,30 +136,24 @@ pub fn request(body: &[u8]) -> Result<Request, Refused> {
             ));
         }
         if !stops.is_empty() {
-            out.insert("stop".into(), Value::Array(stops.clone()));
+            w.key("stop").raw("[");
+            for stop in stops {
+                w.sep().value(stop);
+            }
+            w.raw("]");
         }
     }
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if stream {
-        out.insert("stream".into(), Value::Bool(true));
-        let mut opts = Map::new();
-        opts.insert("include_usage".into(), Value::Bool(true));
-        out.insert("stream_options".into(), Value::Object(opts));
+        w.key("stream")
+            .raw(r#"true,"stream_options":{"include_usage":true}"#);
     }
-    if let Some(user) = req
-        .get("metadata")
-        .and_then(|m| m.get("user_id"))
-        .filter(|v| v.is_string())
-    {
-        out.insert("user".into(), user.clone());
+    if let Some(user) = req.get("metadata").and_then(|m| str_of(m, "user_id")) {
+        w.key("user").str(user);
     }
+    w.raw("}");
 
-    if req
-        .get("thinking")
-        .and_then(|t| t.get("type"))
-        .and_then(Value::as_str)
-        == Some("enabled")
-    {
+    if req.get("thinking").and_then(|t| str_of(t, "type")) == Some("enabled") {
         note(&mut dropped, "thinking");
     }
     for key in ["top_k", "service_tier"] {
@@ -170,7 +170,7 @@ pub fn request(body: &[u8]) -> Result<Request, Refused> {
     }
 
     Ok(Request {
-        body: serde_json::to_vec(&Value::Object(out)).unwrap_or_default(),
+        body: w.0,
         stream,
         dropped,
     })
@@ -181,17 +181,6 @@ fn note(dropped: &mut Vec<&'static str>, what: &'static str) {
     if !dropped.contains(&what) {
         dropped.push(what);
     }
-}
-
-fn message(role: &str, content: Value) -> Value {
-    let mut m = Map::new();
-    m.insert("role".into(), Value::String(role.into()));
-    m.insert("content".into(), content);
-    Value::Object(m)
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
 }
 
 /// A string, or the `text` of an array of text blocks joined by `sep`; `None` for any other
@@ -221,40 +210,49 @@ const UNSUPPORTED_BLOCK: Refused =
 
 /// A user turn: its `tool_result` blocks as `tool` messages first, then the rest as one user
 /// message (none when nothing is left).
-fn user_turn(content: &Value, messages: &mut Vec<Value>) -> Result<(), Refused> {
+fn user_turn(content: &Value, w: &mut W) -> Result<(), Refused> {
     let blocks = match content {
-        Value::String(_) => {
-            messages.push(message("user", content.clone()));
+        Value::String(text) => {
+            w.sep()
+                .raw(r#"{"role":"user","content":"#)
+                .str(text)
+                .raw("}");
             return Ok(());
         }
         Value::Array(blocks) => blocks,
         _ => return Err(Refused::NotJson),
     };
-    let mut parts = Vec::new();
+    let mut parts = 0;
+    for b in blocks {
+        match str_of(b, "type") {
+            Some("text" | "image") => parts += 1,
+            Some("tool_result") => tool_message(b, w)?,
+            _ => return Err(UNSUPPORTED_BLOCK),
+        }
+    }
+    if parts == 0 {
+        return Ok(());
+    }
+    w.sep().raw(r#"{"role":"user","content":["#);
     for b in blocks {
         match str_of(b, "type") {
             Some("text") => {
                 let text = str_of(b, "text").ok_or(Refused::NotJson)?;
-                let mut p = Map::new();
-                p.insert("type".into(), Value::String("text".into()));
-                p.insert("text".into(), Value::String(text.into()));
-                parts.push(Value::Object(p));
+                w.sep().raw(r#"{"type":"text","text":"#).str(text).raw("}");
             }
-            Some("image") => parts.push(image(b)?),
-            Some("tool_result") => messages.push(tool_message(b)?),
-            _ => return Err(UNSUPPORTED_BLOCK),
+            Some("image") => image(b, w)?,
+            _ => {}
         }
     }
-    if !parts.is_empty() {
-        messages.push(message("user", Value::Array(parts)));
-    }
+    w.raw("]}");
     Ok(())
 }
 
 /// An `image` block as an `image_url` part.
-fn image(block: &Value) -> Result<Value, Refused> {
+fn image(block: &Value, w: &mut W) -> Result<(), Refused> {
     let source = block.get("source").ok_or(Refused::NotJson)?;
-    let url = match str_of(source, "type") {
+    w.sep().raw(r#"{"type":"image_url","image_url":{"url":"#);
+    match str_of(source, "type") {
         Some("base64") => {
             let media = str_of(source, "media_type").ok_or(Refused::NotJson)?;
             let data = str_of(source, "data").ok_or(Refused::NotJson)?;
@@ -262,90 +260,93 @@ fn image(block: &Value) -> Result<Value, Refused> {
             for piece in ["data:", media, ";base64,", data] {
                 url.push_str(piece);
             }
-            url
+            w.str(&url);
         }
-        Some("url") => str_of(source, "url").ok_or(Refused::NotJson)?.to_string(),
+        Some("url") => {
+            w.str(str_of(source, "url").ok_or(Refused::NotJson)?);
+        }
         _ => return Err(UNSUPPORTED_BLOCK),
-    };
-    let mut inner = Map::new();
-    inner.insert("url".into(), Value::String(url));
-    let mut p = Map::new();
-    p.insert("type".into(), Value::String("image_url".into()));
-    p.insert("image_url".into(), Value::Object(inner));
-    Ok(Value::Object(p))
+    }
+    w.raw("}}");
+    Ok(())
 }
 
 /// A `tool_result` block as a `tool` message.
-fn tool_message(block: &Value) -> Result<Value, Refused> {
-    let id = block.get("tool_use_id").filter(|v| v.is_string());
-    let id = id.ok_or(Refused::NotJson)?.clone();
-    let text = match block.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(c) => joined_text(c, "\n").ok_or(UNSUPPORTED_BLOCK)?,
+fn tool_message(block: &Value, w: &mut W) -> Result<(), Refused> {
+    let id = str_of(block, "tool_use_id").ok_or(Refused::NotJson)?;
+    let mut text = match block.get("is_error").and_then(Value::as_bool) {
+        Some(true) => String::from("Error: "),
+        _ => String::new(),
     };
-    let text = if block.get("is_error").and_then(Value::as_bool) == Some(true) {
-        let mut t = String::from("Error: ");
-        t.push_str(&text);
-        t
-    } else {
-        text
-    };
-    let mut m = message("tool", Value::String(text));
-    if let Value::Object(m) = &mut m {
-        m.insert("tool_call_id".into(), id);
+    match block.get("content") {
+        None | Some(Value::Null) => {}
+        Some(c) => text.push_str(&joined_text(c, "\n").ok_or(UNSUPPORTED_BLOCK)?),
     }
-    Ok(m)
+    w.sep().raw(r#"{"role":"tool","tool_call_id":"#).str(id);
+    w.raw(r#","content":"#).str(&text).raw("}");
+    Ok(())
 }
 
 /// An assistant turn: its texts joined into `content`, its `tool_use` blocks as `tool_calls`.
 fn assistant_turn(
     content: &Value,
-    messages: &mut Vec<Value>,
+    w: &mut W,
     dropped: &mut Vec<&'static str>,
 ) -> Result<(), Refused> {
     let blocks = match content {
-        Value::String(_) => {
-            messages.push(message("assistant", content.clone()));
+        Value::String(text) => {
+            w.sep()
+                .raw(r#"{"role":"assistant","content":"#)
+                .str(text)
+                .raw("}");
             return Ok(());
         }
         Value::Array(blocks) => blocks,
         _ => return Err(Refused::NotJson),
     };
     let mut text: Option<String> = None;
-    let mut calls = Vec::new();
+    let mut calls = 0;
     for b in blocks {
         match str_of(b, "type") {
             Some("text") => {
                 let t = str_of(b, "text").ok_or(Refused::NotJson)?;
                 text.get_or_insert_with(String::new).push_str(t);
             }
-            Some("tool_use") => {
-                let (Some(id), Some(name)) = (str_of(b, "id"), str_of(b, "name")) else {
-                    return Err(Refused::NotJson);
-                };
-                let input = b.get("input").cloned().unwrap_or(Value::Object(Map::new()));
-                let mut f = Map::new();
-                f.insert("name".into(), Value::String(name.into()));
-                let args = serde_json::to_string(&input).unwrap_or_default();
-                f.insert("arguments".into(), Value::String(args));
-                let mut call = Map::new();
-                call.insert("id".into(), Value::String(id.into()));
-                call.insert("type".into(), Value::String("function".into()));
-                call.insert("function".into(), Value::Object(f));
-                calls.push(Value::Object(call));
-            }
+            Some("tool_use") => calls += 1,
             Some("thinking" | "redacted_thinking") => note(dropped, "thinking"),
             _ => return Err(UNSUPPORTED_BLOCK),
         }
     }
-    if text.is_none() && calls.is_empty() {
+    if text.is_none() && calls == 0 {
         // Only thinking: nothing OpenAI can read; an empty assistant turn would be a 400.
         return Ok(());
     }
-    let mut m = message("assistant", text.map_or(Value::Null, Value::String));
-    if let (Value::Object(m), false) = (&mut m, calls.is_empty()) {
-        m.insert("tool_calls".into(), Value::Array(calls));
+    w.sep().raw(r#"{"role":"assistant","content":"#);
+    match &text {
+        Some(t) => w.str(t),
+        None => w.raw("null"),
+    };
+    if calls > 0 {
+        w.raw(r#","tool_calls":["#);
+        for b in blocks
+            .iter()
+            .filter(|b| str_of(b, "type") == Some("tool_use"))
+        {
+            let (Some(id), Some(name)) = (str_of(b, "id"), str_of(b, "name")) else {
+                return Err(Refused::NotJson);
+            };
+            let mut args = W::with_capacity(64);
+            match b.get("input") {
+                Some(input) => args.value(input),
+                None => args.raw("{}"),
+            };
+            let args = String::from_utf8_lossy(&args.0);
+            w.sep().raw(r#"{"id":"#).str(id);
+            w.raw(r#","type":"function","function":{"name":"#).str(name);
+            w.raw(r#","arguments":"#).str(&args).raw("}}");
+        }
+        w.raw("]");
     }
-    messages.push(m);
+    w.raw("}");
     Ok(())
 }

@@ -16,7 +16,9 @@
 //! (the model wrote invalid JSON, or nothing) become `input: {}`: Anthropic promises an
 //! object, and a client could not have called the tool with the broken text anyway.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::json::{parse, str_of, W};
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
 pub(super) fn stop_reason(finish: &str) -> &'static str {
@@ -39,40 +41,22 @@ pub(super) fn usage(u: &Value) -> (u64, u64, u64) {
     )
 }
 
-fn obj(pairs: Vec<(&str, Value)>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        m.insert(k.into(), v);
-    }
-    Value::Object(m)
-}
-
-fn s(v: &str) -> Value {
-    Value::String(v.into())
-}
-
-/// A `tool_calls[].function.arguments` string as a tool's `input` (see the module doc).
-fn input(arguments: Option<&str>) -> Value {
-    match arguments.map(serde_json::from_str::<Value>) {
-        Some(Ok(v @ Value::Object(_))) => v,
-        _ => Value::Object(Map::new()),
-    }
-}
-
 /// Translates an OpenAI `chat.completion` into an Anthropic `message`; `None` when the body is
 /// not one (no `choices[0].message`).
 pub fn response(body: &[u8]) -> Option<Vec<u8>> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v = parse(body)?;
     let choice = v.get("choices")?.as_array()?.first()?;
-    let msg = choice.get("message")?.as_object()?;
-    let mut content = Vec::new();
-    let text = ["content", "refusal"].iter().find_map(|k| {
-        msg.get(*k)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-    });
+    let msg = choice.get("message").filter(|m| m.is_object())?;
+    let mut w = W::with_capacity(body.len());
+    w.raw(r#"{"id":"#).str(str_of(&v, "id").unwrap_or(""));
+    w.raw(r#","type":"message","role":"assistant","model":"#);
+    w.str(str_of(&v, "model").unwrap_or(""))
+        .raw(r#","content":["#);
+    let text = ["content", "refusal"]
+        .iter()
+        .find_map(|k| str_of(msg, k).filter(|t| !t.is_empty()));
     if let Some(t) = text {
-        content.push(obj(vec![("type", s("text")), ("text", s(t))]));
+        w.raw(r#"{"type":"text","text":"#).str(t).raw("}");
     }
     for call in msg
         .get("tool_calls")
@@ -81,38 +65,30 @@ pub fn response(body: &[u8]) -> Option<Vec<u8>> {
         .flatten()
     {
         let f = call.get("function");
-        let field = |k: &str| f.and_then(|f| f.get(k)).and_then(Value::as_str);
-        content.push(obj(vec![
-            ("type", s("tool_use")),
-            (
-                "id",
-                s(call.get("id").and_then(Value::as_str).unwrap_or("")),
-            ),
-            ("name", s(field("name").unwrap_or(""))),
-            ("input", input(field("arguments"))),
-        ]));
+        let field = |k: &str| f.and_then(|f| str_of(f, k));
+        w.sep()
+            .raw(r#"{"type":"tool_use","id":"#)
+            .str(str_of(call, "id").unwrap_or(""));
+        w.raw(r#","name":"#)
+            .str(field("name").unwrap_or(""))
+            .raw(r#","input":"#);
+        match field("arguments").and_then(|a| serde_json::from_str::<Value>(a).ok()) {
+            Some(input @ Value::Object(_)) => w.value(&input),
+            _ => w.raw("{}"),
+        };
+        w.raw("}");
     }
-    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    let finish = str_of(choice, "finish_reason").unwrap_or("");
     let (input_tokens, output_tokens, cached) = v.get("usage").map(usage).unwrap_or((0, 0, 0));
-    let mut usage = vec![
-        ("input_tokens", Value::from(input_tokens)),
-        ("output_tokens", Value::from(output_tokens)),
-    ];
+    w.raw(r#"],"stop_reason":""#).raw(stop_reason(finish));
+    w.raw(r#"","stop_sequence":null,"usage":{"input_tokens":"#)
+        .num(input_tokens);
+    w.raw(r#","output_tokens":"#).num(output_tokens);
     if cached > 0 {
-        usage.push(("cache_read_input_tokens", Value::from(cached)));
+        w.raw(r#","cache_read_input_tokens":"#).num(cached);
     }
-    let str_field = |k: &str| s(v.get(k).and_then(Value::as_str).unwrap_or(""));
-    let out = obj(vec![
-        ("id", str_field("id")),
-        ("type", s("message")),
-        ("role", s("assistant")),
-        ("model", str_field("model")),
-        ("content", Value::Array(content)),
-        ("stop_reason", s(stop_reason(finish.unwrap_or("")))),
-        ("stop_sequence", Value::Null),
-        ("usage", obj(usage)),
-    ]);
-    serde_json::to_vec(&out).ok()
+    w.raw("}}");
+    Some(w.0)
 }
 
 /// Anthropic's error `type` for an HTTP status (the SDK picks its exception class by the
@@ -137,32 +113,23 @@ pub(super) fn error_type(status: u16) -> &'static str {
 /// not an OpenAI error still gives a well-formed one: its text (up to 512 bytes) as the
 /// message, or the status when it has none.
 pub fn error(status: u16, body: &[u8]) -> Vec<u8> {
-    let parsed = serde_json::from_slice::<Value>(body).ok();
-    let message = parsed
+    let parsed = parse(body);
+    let found = parsed
         .as_ref()
         .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body.get(..512).unwrap_or(body));
-            let text = text.trim();
-            if text.is_empty() {
-                let mut m = String::from("upstream answered HTTP ");
-                m.push_str(&status.to_string());
-                m
-            } else {
-                text.to_string()
-            }
-        });
-    let out = obj(vec![
-        ("type", s("error")),
-        (
-            "error",
-            obj(vec![
-                ("type", s(error_type(status))),
-                ("message", Value::String(message)),
-            ]),
-        ),
-    ]);
-    serde_json::to_vec(&out).unwrap_or_default()
+        .and_then(Value::as_str);
+    let text = String::from_utf8_lossy(body.get(..512).unwrap_or(body));
+    let mut w = W::with_capacity(128);
+    w.raw(r#"{"type":"error","error":{"type":""#)
+        .raw(error_type(status));
+    w.raw(r#"","message":"#);
+    match found.or(Some(text.trim()).filter(|t| !t.is_empty())) {
+        Some(m) => w.str(m),
+        None => w
+            .raw(r#""upstream answered HTTP "#)
+            .num(status.into())
+            .raw("\""),
+    };
+    w.raw("}}");
+    w.0
 }

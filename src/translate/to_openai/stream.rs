@@ -27,6 +27,7 @@
 use serde_json::Value;
 
 use super::answer::{error_type, stop_reason, usage};
+use super::json::parse;
 use crate::sse::{Frame, Framer};
 
 /// Largest event held while it is assembled.
@@ -127,7 +128,7 @@ impl State {
             self.end(out);
             return;
         }
-        let Ok(chunk @ Value::Object(_)) = serde_json::from_slice::<Value>(data) else {
+        let Some(chunk @ Value::Object(_)) = parse(data) else {
             return;
         };
         if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
