@@ -139,6 +139,10 @@ fn failover(r: &Value) -> Option<&str> {
     r["headers"]["x-ai-cb-failover"].as_str()
 }
 
+fn translated(r: &Value) -> Option<&str> {
+    r["headers"]["x-ai-cb-translated"].as_str()
+}
+
 /// The JSON body a mock logged for `request`.
 fn sent_body(request: &Value) -> Value {
     serde_json::from_str(request["body"].as_str().unwrap_or("")).unwrap_or(Value::Null)
@@ -218,6 +222,7 @@ fn an_openai_sdk_client_whose_primary_is_open_gets_openai_answers_from_native_an
         None,
         "rerouted by the breaker, not a failover"
     );
+    assert_eq!(translated(whole), Some("openai->anthropic"));
 
     // A stream, token by token: the pieces arrive as the mock writes them, not at the end.
     assert_eq!(stream["ok"], true, "{stream}");
@@ -323,6 +328,7 @@ fn an_anthropic_sdk_client_whose_primary_is_open_gets_anthropic_answers_from_ope
     );
     assert_eq!(served(whole), "openai");
     assert_eq!(failover(whole), None);
+    assert_eq!(translated(whole), Some("anthropic->openai"));
 
     assert_eq!(stream["ok"], true, "{stream}");
     assert_eq!(stream["text"], answer("openai"), "{stream}");
@@ -537,6 +543,63 @@ fn an_openai_error_reaches_an_anthropic_sdk_as_the_matching_exception() {
             );
         }
     }
+}
+
+// =============================================================================================
+// Parameters with no equivalent: dropped, or that fallback skipped
+// =============================================================================================
+
+#[test]
+fn a_parameter_anthropic_cannot_honour_skips_it_and_one_it_can_leave_out_is_dropped() {
+    let s = openai_client_stack(json!({"failure_threshold": 1}));
+    open_primary(&s, &s.openai, "/v1/chat/completions", &openai_body());
+    let post = |body: Value| {
+        http(
+            "POST",
+            &format!("{}/v1/chat/completions", s.envoy.addr()),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let translations = |result: &str| {
+        s.metric(
+            "circuit_breaker_translations",
+            &[("upstream", "anthropic"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = (translations("dropped"), translations("refused"));
+    // A sampling hint Anthropic does not have: sent without it, answered.
+    let mut body = openai_body();
+    body["seed"] = json!(7);
+    body["presence_penalty"] = json!(0.5);
+    let r = post(body);
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.json()["object"], "chat.completion", "{}", r.text());
+    let sent = sent_body(&assert_all_valid(&s.anthropic, "/v1/messages", 1)[0]);
+    assert!(
+        sent.get("seed").is_none() && sent.get("presence_penalty").is_none(),
+        "{sent}"
+    );
+    assert_eq!(translations("dropped"), before.0 + 1.0);
+    // Two choices, which Anthropic cannot give: never sent there. With the primary open and
+    // no other fallback, the client gets the fast-fail answer, not Anthropic's 400.
+    let mut body = openai_body();
+    body["n"] = json!(2);
+    let r = post(body);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.json()["error"]["message"].is_string(), "{}", r.text());
+    assert_eq!(
+        s.anthropic.hits(),
+        1,
+        "the refused request never reached Anthropic"
+    );
+    assert_eq!(translations("refused"), before.1 + 1.0);
 }
 
 // =============================================================================================
