@@ -40,7 +40,7 @@ impl Exchange {
             return Step::go();
         }
         let cfg = &rt.config;
-        if cfg.failover.enabled || cfg.routes_on_model() {
+        if cfg.failover.enabled || cfg.routes_on_model() || cfg.translates() {
             // One host call for everything failover keeps and a re-route reads.
             self.client.headers = Some(headers.all());
         }

@@ -486,3 +486,32 @@ fn a_refused_body_whose_headers_already_left_is_answered_locally_never_sent() {
     assert_eq!(c.ex.phase_name(), "answered");
     assert_eq!(c.count("translations{anthropic,refused}"), 1);
 }
+
+#[test]
+fn two_refusals_in_a_row_restore_the_clients_path_for_the_next_upstream() {
+    let cfg = r#"{
+        "defaults": {"failure_threshold": 2, "recovery_timeout": 10},
+        "upstreams": [
+            {"name": "openai", "fallbacks": ["a1", "a2", "plain"]},
+            {"name": "a1", "api": "anthropic"},
+            {"name": "a2", "api": "anthropic"},
+            {"name": "plain"}
+        ],
+        "routes": [{"upstream": "openai"}],
+        "failover": {"enabled": false}
+    }"#;
+    let mut c = Case::new(cfg);
+    c.trip("openai");
+    let n2 = br#"{"model":"gpt-4o","n":2,"messages":[{"role":"user","content":"hi"}]}"#;
+    c.request(&[("content-length", &n2.len().to_string())], false);
+    let b = c.body(n2, true);
+    assert_eq!(set_header(&b, "x-ai-cb-upstream"), Some("plain"));
+    let last_path = b.effects.iter().rev().find_map(|e| match e {
+        Effect::SetRequestHeader(n, v) if n == ":path" => Some(Some(v.as_str())),
+        Effect::RemoveRequestHeader(n) if n == ":path" => Some(None),
+        _ => None,
+    });
+    assert_eq!(last_path, Some(Some("/v1/chat/completions")), "{b:?}");
+    assert_eq!(c.count("translations{a1,refused}"), 1);
+    assert_eq!(c.count("translations{a2,refused}"), 1);
+}

@@ -1,7 +1,7 @@
 //! The few JSON helpers the translation is written with, kept out of line: `json!` expands
 //! into a `to_value` per field type and `from_slice`/`to_vec` into a second copy of the
 //! parser and printer; these reuse the `from_str` and `Display` the filter links anyway
-//! (about 20 KB of the wasm budget saved).
+//! (13 KB of the release wasm saved: 418,922 → 406,117 bytes with this direction live).
 
 use serde_json::{Map, Value};
 
