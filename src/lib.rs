@@ -13,6 +13,7 @@
 //! - [`exchange`]: one request's lifecycle, a state machine of events and effects;
 //! - [`store`]: typed values in shared data, updated by compare-and-swap;
 //! - [`runtime`]: one worker's view of every breaker, transitions and alerts;
+//! - [`translate`]: OpenAI Chat Completions ↔ Anthropic Messages, requests, answers and streams;
 //! - [`recovery`]: active recovery probes of OPEN upstreams, one worker at a time;
 //! - [`driver`]: what the proxy's callbacks do with a worker's exchanges (effects carried
 //!   out, timer wake-ups, callout answers routed, the configuration loaded);
@@ -40,6 +41,7 @@ pub mod routing;
 pub mod runtime;
 pub mod sse;
 pub mod store;
+pub mod translate;
 
 #[cfg(target_os = "wasi")]
 mod adapter;

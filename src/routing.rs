@@ -39,20 +39,29 @@ pub enum ModelLookup<'a> {
 
 /// Finds the primary upstream for a request.
 pub fn match_route(config: &Config, req: &RequestView<'_>, model: ModelLookup<'_>) -> RouteMatch {
+    matched_route(config, req, model).0
+}
+
+/// [`match_route`], with the route that matched when one did.
+pub fn matched_route<'c>(
+    config: &'c Config,
+    req: &RequestView<'_>,
+    model: ModelLookup<'_>,
+) -> (RouteMatch, Option<&'c Route>) {
     for route in &config.routes {
         if !matches_headers(route, req) {
             continue;
         }
         match (&route.model, model) {
-            (None, _) => return RouteMatch::Upstream(route.upstream),
-            (Some(_), ModelLookup::Unknown) => return RouteMatch::NeedsBody,
+            (None, _) => return (RouteMatch::Upstream(route.upstream), Some(route)),
+            (Some(_), ModelLookup::Unknown) => return (RouteMatch::NeedsBody, None),
             (Some(want), ModelLookup::Known(Some(got))) if want == got => {
-                return RouteMatch::Upstream(route.upstream)
+                return (RouteMatch::Upstream(route.upstream), Some(route))
             }
             (Some(_), ModelLookup::Known(_)) => {}
         }
     }
-    RouteMatch::NoRoute
+    (RouteMatch::NoRoute, None)
 }
 
 fn matches_headers(route: &Route, req: &RequestView<'_>) -> bool {

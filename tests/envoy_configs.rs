@@ -456,6 +456,27 @@ fn providers_config_injects_each_providers_key() {
         "{}",
         r.text()
     );
+    // An Anthropic client (/v1/messages) is served by Anthropic as its primary, untranslated.
+    let messages = r#"{"model":"claude-3-5-sonnet-20241022","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut anthropic_headers = vec![
+        ("content-type", "application/json"),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    anthropic_headers.extend_from_slice(&client_keys);
+    let r = http(
+        "POST",
+        &format!("{addr}/v1/messages"),
+        &anthropic_headers,
+        messages.as_bytes(),
+    );
+    assert_eq!(
+        (r.status, served_by(&r)),
+        (200, "anthropic".to_string()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-ai-cb-translated"), None);
+    assert_eq!(r.json()["type"], "message", "{}", r.text());
 
     openai.set_mode(r#"{"mode":"error","status":500}"#);
     post_chat(&addr, "gpt-4o-mini", &client_keys);
@@ -495,8 +516,13 @@ fn providers_config_injects_each_providers_key() {
     check(&anthropic, "x-api-key", "sk-ant-test");
     check(&azure, "api-key", "azure-test-key");
 
-    let last_anthropic = anthropic.requests().pop().unwrap();
-    assert_eq!(last_anthropic["path"], "/v1/chat/completions");
+    // Anthropic is reached through its native Messages API: every OpenAI request it got
+    // (rerouted or a failover callout) was translated into a valid Messages request.
+    for q in anthropic.requests() {
+        assert_eq!(q["path"], "/v1/messages", "{q}");
+        assert_eq!(q["headers"]["anthropic-version"], "2023-06-01", "{q}");
+        assert!(q["rejected"].is_null(), "the mock rejected it: {q}");
+    }
     let last_azure = azure.requests().pop().unwrap();
     assert_eq!(
         last_azure["target"],

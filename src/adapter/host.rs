@@ -141,6 +141,7 @@ impl StreamHost for Proxy {
             Effect::SetRequestHeader(n, v) => set_map(MapType::HttpRequestHeaders, &n, Some(&v)),
             Effect::RemoveRequestHeader(n) => set_map(MapType::HttpRequestHeaders, &n, None),
             Effect::SetResponseHeader(n, v) => set_map(MapType::HttpResponseHeaders, &n, Some(&v)),
+            Effect::RemoveResponseHeader(n) => set_map(MapType::HttpResponseHeaders, &n, None),
             Effect::ClearRequestBody { len } => hc::set_buffer(req, 0, len, &[]),
             Effect::ReplaceRequestBody { len, body } => hc::set_buffer(req, 0, len, &body),
             Effect::ClearResponseBody { len } => hc::set_buffer(resp, 0, len, &[]),

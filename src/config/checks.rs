@@ -1,9 +1,10 @@
 //! Checks of single values shared by every part of compilation: durations, ratios, counts
-//! and HTTP header names and values. Each returns the typed value or an error naming `path`.
+//! HTTP header names and values, and wire formats (`api`). Each returns the typed value or an error naming `path`.
 
 use std::collections::BTreeMap;
 
 use super::error::ConfigError;
+use crate::translate::Api;
 
 pub(super) fn at_least_one(path: &str, v: u32) -> Result<u32, ConfigError> {
     if v == 0 {
@@ -82,4 +83,17 @@ pub(super) fn header_pairs(
             Ok((name, v))
         })
         .collect()
+}
+
+/// An `api` value: `openai` or `anthropic`.
+pub(super) fn compile_api(path: String, name: &str) -> Result<Api, ConfigError> {
+    [Api::OpenAi, Api::Anthropic]
+        .into_iter()
+        .find(|a| a.name() == name)
+        .ok_or_else(|| {
+            ConfigError::range(
+                path,
+                format!("unknown api \"{name}\" (expected \"openai\" or \"anthropic\")"),
+            )
+        })
 }

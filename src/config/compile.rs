@@ -5,18 +5,23 @@
 //! routes look at the host or the body, whether a fallback edits the body) are computed here
 //! once.
 
-use super::checks::{at_least_one, duration_ms, header_name, header_pairs, is_header_value};
+use super::checks::{
+    at_least_one, compile_api, duration_ms, header_name, header_pairs, is_header_value,
+};
 use super::error::{ConfigError, ConfigErrorKind};
 use super::model::*;
 use super::probe::compile_recovery_probe;
 use super::raw::*;
 use crate::outcome::FailureReason;
+use crate::translate::Api;
 
 const DEFAULT_ROUTE_HEADER: &str = "x-ai-cb-upstream";
 const DEFAULT_RESPONSE_HEADER: &str = "x-ai-cb-served-by";
 /// The largest `body_buffer_limit`: 1 GiB.
 const MAX_BODY_BUFFER_LIMIT: usize = 1 << 30;
 const DEFAULT_FAST_FAIL_MESSAGE: &str = "All AI providers are currently unavailable";
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 impl RawConfig {
     pub(super) fn compile(self) -> Result<Config, ConfigError> {
@@ -36,9 +41,12 @@ impl RawConfig {
             }
         }
         let defaults = self.defaults.apply_to(Policy::default(), "defaults")?;
+        let declares_api = self.upstreams.iter().any(|(u, _)| u.api.is_some())
+            || self.routes.iter().any(|r| r.api.is_some());
         let upstreams = compile_upstreams(self.upstreams, &defaults, &route_header)?;
         let routes = compile_routes(self.routes, &upstreams)?;
         Ok(Config {
+            translates: declares_api,
             route_header,
             response_header,
             health_path: self.health_path,
@@ -48,7 +56,8 @@ impl RawConfig {
                 .iter()
                 .flat_map(|u| u.fallbacks.iter())
                 .filter_map(|f| upstreams.get(f.index()))
-                .any(|f| f.rewrite_model().is_some()),
+                .any(|f| f.rewrite_model().is_some())
+                || declares_api,
             upstreams,
             routes,
             fast_fail: compile_fast_fail(self.fast_fail)?,
@@ -172,6 +181,24 @@ fn compile_upstreams(
             }
             None => None,
         };
+        let api = match &id.api {
+            Some(name) => compile_api(format!("{base}.api"), name)?,
+            None => Api::OpenAi,
+        };
+        let anthropic_version = id
+            .anthropic_version
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string());
+        if anthropic_version.is_empty() || !is_header_value(&anthropic_version) {
+            return Err(ConfigError::range(
+                format!("{base}.anthropic_version"),
+                "must be a non-empty printable header value",
+            ));
+        }
+        let default_max_tokens = match id.default_max_tokens {
+            Some(n) => at_least_one(&format!("{base}.default_max_tokens"), n)?,
+            None => DEFAULT_MAX_TOKENS,
+        };
         let chain = std::iter::once(UpstreamId::new(i))
             .chain(fallbacks.iter().copied())
             .collect();
@@ -185,6 +212,9 @@ fn compile_upstreams(
             context_window_fallback,
             policy,
             recovery_probe,
+            api,
+            anthropic_version,
+            default_max_tokens,
         });
     }
     check_fallback_cycles(&upstreams)?;
@@ -243,6 +273,10 @@ fn compile_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<Vec<Rout
             headers,
             model: r.matcher.model,
             upstream,
+            api: match &r.api {
+                Some(name) => Some(compile_api(format!("{base}.api"), name)?),
+                None => None,
+            },
         });
     }
     Ok(routes)

@@ -10,6 +10,7 @@
 use serde::Deserialize;
 
 use crate::outcome::FailureReason;
+use crate::translate::{Api, Target};
 
 /// An upstream of one compiled [`Config`]: its position in [`Config::upstreams`].
 ///
@@ -57,6 +58,7 @@ pub struct Config {
     pub(super) routes_on_model: bool,
     pub(super) routes_on_host: bool,
     pub(super) rewrites_body: bool,
+    pub(super) translates: bool,
 }
 
 impl Config {
@@ -93,6 +95,13 @@ impl Config {
         self.rewrites_body
     }
 
+    /// Some upstream or route declares an `api`: requests whose format differs from their
+    /// serving upstream's are translated. A configuration that declares none translates
+    /// nothing (every upstream is taken to speak whatever its clients send, as before).
+    pub fn translates(&self) -> bool {
+        self.translates
+    }
+
     /// Finds an upstream by name.
     pub fn upstream_id(&self, name: &str) -> Option<UpstreamId> {
         self.upstreams
@@ -124,12 +133,27 @@ pub struct Upstream {
     pub policy: Policy,
     /// The active health check sent while the breaker is OPEN; off when `None`.
     pub recovery_probe: Option<RecoveryProbe>,
+    /// The wire format this upstream speaks (`api`).
+    pub api: Api,
+    /// The `anthropic-version` header sent to an Anthropic upstream with a translated request.
+    pub anthropic_version: String,
+    /// `max_tokens` for a request translated to Anthropic that sets none.
+    pub default_max_tokens: u32,
 }
 
 impl Upstream {
     /// The `model` this upstream writes into a request body it serves as a fallback.
     pub fn rewrite_model(&self) -> Option<&str> {
         self.rewrite.as_ref().and_then(|r| r.model.as_deref())
+    }
+
+    /// What a request translated for this upstream needs.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            api: self.api,
+            anthropic_version: &self.anthropic_version,
+            default_max_tokens: self.default_max_tokens,
+        }
     }
 }
 
@@ -335,6 +359,9 @@ pub struct Route {
     pub headers: Vec<(String, String)>,
     pub model: Option<String>,
     pub upstream: UpstreamId,
+    /// The client's wire format for requests this route takes (`api`); `None`: told by the
+    /// request path.
+    pub api: Option<Api>,
 }
 
 /// The local answer when no upstream admits a request.

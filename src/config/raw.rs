@@ -317,6 +317,9 @@ pub(super) struct RawUpstreamIdentity {
     pub rewrite: Option<RawRewrite>,
     pub recovery_probe: Option<RawRecoveryProbe>,
     pub context_window_fallback: Option<String>,
+    pub api: Option<String>,
+    pub anthropic_version: Option<String>,
+    pub default_max_tokens: Option<u32>,
 }
 
 impl RawUpstreamIdentity {
@@ -332,6 +335,9 @@ impl RawUpstreamIdentity {
                 .map(RawRecoveryProbe::read)
                 .transpose()?,
             context_window_fallback: o.value("context_window_fallback")?,
+            api: o.value("api")?,
+            anthropic_version: o.value("anthropic_version")?,
+            default_max_tokens: o.value("default_max_tokens")?,
         })
     }
 }
@@ -385,6 +391,7 @@ impl RawRecoveryProbe {
 pub(super) struct RawRoute {
     pub matcher: RawMatch,
     pub upstream: String,
+    pub api: Option<String>,
 }
 
 impl RawRoute {
@@ -396,6 +403,7 @@ impl RawRoute {
         let r = RawRoute {
             matcher,
             upstream: o.required("upstream")?,
+            api: o.value("api")?,
         };
         o.done()?;
         Ok(r)

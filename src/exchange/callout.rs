@@ -4,9 +4,8 @@
 
 use log::warn;
 
-use super::body::with_model;
 use super::event::{Answer, Effect, Headers, Reply, Step};
-use super::failover::{callout_failure, callout_headers, chain_label, reply_headers};
+use super::failover::{callout_failure, callout_headers, chain_label, reply_headers, set_header};
 use super::{Attempt, Call, Exchange, Failover, HeldResponse, Phase};
 use crate::breaker::{Admission, Ticket};
 use crate::classify::{callout_local_reply, UPSTREAM_TIME_HEADER};
@@ -17,6 +16,9 @@ use crate::outcome::Outcome;
 use crate::runtime::Runtime;
 
 use super::response::{callout_timeout, is_usable_answer, judge, status_of, CalloutInfo};
+use super::stream::is_stream;
+use super::translation::{label, translate_stream, TRANSLATED_HEADER};
+use crate::translate;
 
 impl Exchange {
     /// Holds `a`'s failed answer (`held`) and calls the first fallback that admits the
@@ -99,26 +101,27 @@ impl Exchange {
         let rewrite = (next != f.primary)
             .then_some(target.rewrite.as_ref())
             .flatten();
-        let body = match rewrite.and_then(|r| r.model.as_deref()) {
-            Some(model) => match with_model(&copy.body, model) {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(
-                        "call to {} skipped: body not rewritable ({e:?})",
-                        target.name
-                    );
-                    return None;
-                }
-            },
-            None => copy.body.clone(),
+        let body = match self.body_for(rt, f.primary, next, &copy.body) {
+            Ok(Some(b)) => b,
+            Ok(None) => copy.body.clone(),
+            Err(e) => {
+                warn!("call to {} skipped: body not sendable ({e:?})", target.name);
+                return None;
+            }
         };
-        let call_headers = callout_headers(
+        let mut call_headers = callout_headers(
             headers,
             rewrite,
             &cfg.route_header,
             &target.cluster,
             body.len(),
         );
+        for (name, value) in self.translation_headers(cfg, f.primary, next) {
+            // The rewrite's own headers win (its path is already left out).
+            if !rewrite.is_some_and(|r| r.headers.iter().any(|(k, _)| k == name)) {
+                set_header(&mut call_headers, name, &value);
+            }
+        }
         f.call = Some(Call {
             upstream: next,
             ticket,
@@ -197,7 +200,7 @@ impl Exchange {
                 metrics.failover(from, call.upstream, FailoverResult::Success);
             }
             let target = cfg.upstream(call.upstream);
-            let reply = Reply {
+            let mut reply = Reply {
                 status: status.unwrap_or(200),
                 headers: reply_headers(
                     &a.headers.all(),
@@ -207,6 +210,22 @@ impl Exchange {
                 ),
                 body: a.body.read(a.body_len),
             };
+            if let Some(pair) = self.xlate(cfg, call.upstream) {
+                // The fallback's answer, in the client's format (a stream whole, as it came).
+                let (client, served) = pair;
+                let sse = is_stream(a.headers.get("content-type").as_deref());
+                match sse {
+                    true => reply.body = translate_stream(client, served, &reply.body),
+                    false => {
+                        if let Some(b) = translate::response(client, served, &reply.body) {
+                            reply.body = b;
+                        }
+                    }
+                }
+                reply
+                    .headers
+                    .push((TRANSLATED_HEADER.to_string(), label(pair)));
+            }
             self.phase = Phase::Answered;
             return Step::go().with(Effect::Reply(reply));
         }

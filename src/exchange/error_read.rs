@@ -67,7 +67,7 @@ impl Exchange {
         let now = rt.host.now_ms();
         rt.record(a.upstream, a.ticket, now, &outcome);
         if !resendable || kind == ErrorKind::ContentPolicy {
-            return Step::go();
+            return self.pass_read_error(rt, a.upstream, status, len, end_of_stream, body);
         }
         let mut held = HeldResponse {
             status,
@@ -103,8 +103,8 @@ impl Exchange {
                 out.effects.extend(step.effects);
                 out
             }
-            // Nothing to call: the answer goes to the client as it came.
-            None => Step::go(),
+            // Nothing to call: the answer goes to the client as it came (translated).
+            None => self.pass_read_error(rt, a.upstream, status, len, end_of_stream, body),
         }
     }
 

@@ -92,6 +92,7 @@ pub enum Effect {
     SetRequestHeader(String, String),
     RemoveRequestHeader(String),
     SetResponseHeader(String, String),
+    RemoveResponseHeader(String),
     /// Replace the buffered request body (`len` bytes, as announced) with `body`.
     ReplaceRequestBody {
         len: usize,

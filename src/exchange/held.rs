@@ -10,10 +10,11 @@
 
 use log::warn;
 
-use super::body::{model_of, with_model};
+use super::body::model_of;
 use super::event::{Body, Effect, Reply, Step, StreamInfo};
 use super::local;
 use super::request::Routed;
+use super::translation::Unsendable;
 use super::{Attempt, Exchange, Held, Phase, BODY_WAIT_MS};
 use crate::host::Host;
 use crate::routing::{ModelLookup, RouteMatch};
@@ -58,17 +59,30 @@ impl Exchange {
                 }
                 let bytes = body.read(len);
                 self.keep_whole(rt, &bytes);
-                let Phase::RewritingBody { attempt, model } =
+                let Phase::RewritingBody { attempt } =
                     std::mem::replace(&mut self.phase, Phase::Finished)
                 else {
                     return Step::go();
                 };
                 let mut step = Step::go();
-                match with_model(&bytes, &model) {
-                    Ok(new) => step
+                match self.body_for(rt, attempt.primary, attempt.upstream, &bytes) {
+                    Ok(Some(new)) => step
                         .effects
                         .push(Effect::ReplaceRequestBody { len, body: new }),
-                    Err(e) => warn!("request body not rewritten ({e:?}): model left as sent"),
+                    Ok(None) => {}
+                    Err(Unsendable::Model(e)) => {
+                        warn!("request body not rewritten ({e:?}): model left as sent")
+                    }
+                    Err(Unsendable::Refused) => {
+                        // Its headers left already: it cannot go elsewhere, and never goes
+                        // where it would be rejected.
+                        rt.release(attempt.upstream, attempt.ticket);
+                        self.phase = Phase::Answered;
+                        let now = rt.host.now_ms();
+                        return Step::pause()
+                            .with(Effect::ClearRequestBody { len })
+                            .with(Effect::Reply(local::all_open(&rt.config, now, now)));
+                    }
                 }
                 self.phase = Phase::Sent(attempt);
                 step
@@ -102,7 +116,7 @@ impl Exchange {
             Phase::HeldForBody(h) => h
                 .attempt
                 .as_ref()
-                .is_some_and(|a| self.pending_model(&rt.config, a).is_some()),
+                .is_some_and(|a| self.needs_body(&rt.config, a.primary, a.upstream)),
             _ => false,
         };
         if needs_rewrite {
@@ -204,14 +218,12 @@ impl Exchange {
         // Resume on the route the headers alone gave; a pending rewrite happens on the fly.
         let mut step = Step::go();
         self.phase = match held.attempt {
-            Some(attempt) => match self.pending_model(&rt.config, &attempt) {
-                Some(model) => {
-                    step.effects
-                        .push(Effect::RemoveRequestHeader("content-length".to_string()));
-                    Phase::RewritingBody { attempt, model }
-                }
-                None => Phase::Sent(attempt),
-            },
+            Some(attempt) if self.needs_body(&rt.config, attempt.primary, attempt.upstream) => {
+                step.effects
+                    .push(Effect::RemoveRequestHeader("content-length".to_string()));
+                Phase::RewritingBody { attempt }
+            }
+            Some(attempt) => Phase::Sent(attempt),
             None => Phase::Unrouted,
         };
         step.with(Effect::ResumeRequest)
@@ -248,13 +260,7 @@ impl Exchange {
             if decided != attempt.as_ref().map(|a| a.primary) {
                 if let Some(old) = attempt.take() {
                     rt.release(old.upstream, old.ticket);
-                    // Undo the provisional fallback's rewrite, newest change first.
-                    for (name, value) in old.undo.into_iter().rev() {
-                        step.effects.push(match value {
-                            Some(v) => Effect::SetRequestHeader(name, v),
-                            None => Effect::RemoveRequestHeader(name),
-                        });
-                    }
+                    step.effects.extend(undo(old));
                 }
                 match decided {
                     Some(p) => match self.choose(rt, p, rt.host.now_ms(), None, true) {
@@ -277,14 +283,15 @@ impl Exchange {
                 }
             }
         }
-        let Some(attempt) = attempt else {
+        let Some(mut attempt) = attempt else {
             let unrouted = self.unrouted(cfg);
             step.effects.extend(unrouted.effects);
             return step;
         };
-        if let Some(model) = self.pending_model(cfg, &attempt) {
-            match with_model(bytes, &model) {
-                Ok(new) => {
+        // Each refusal takes one upstream out of the chain: bounded by its length.
+        for _ in 0..=cfg.chain(attempt.primary).len() {
+            match self.body_for(rt, attempt.primary, attempt.upstream, bytes) {
+                Ok(Some(new)) => {
                     step.effects.push(Effect::SetRequestHeader(
                         "content-length".to_string(),
                         new.len().to_string(),
@@ -292,10 +299,42 @@ impl Exchange {
                     step.effects
                         .push(Effect::ReplaceRequestBody { len, body: new });
                 }
-                Err(e) => warn!("request body not rewritten ({e:?}): model left as sent"),
+                Ok(None) => {}
+                Err(Unsendable::Model(e)) => {
+                    warn!("request body not rewritten ({e:?}): model left as sent")
+                }
+                Err(Unsendable::Refused) => {
+                    // That upstream cannot take it in its format: the next one may.
+                    rt.release(attempt.upstream, attempt.ticket);
+                    self.client.refused.push(attempt.upstream);
+                    let primary = attempt.primary;
+                    step.effects.extend(undo(attempt));
+                    match self.choose(rt, primary, rt.host.now_ms(), None, true) {
+                        Routed::To(a, effects) => {
+                            step.effects.extend(effects);
+                            attempt = a;
+                            continue;
+                        }
+                        Routed::Reply(reply) | Routed::Refuse(reply) => {
+                            self.phase = Phase::Answered;
+                            step.effects.push(Effect::Reply(reply));
+                            step.flow = super::Flow::Pause;
+                            return step;
+                        }
+                    }
+                }
             }
+            break;
         }
         self.phase = Phase::Sent(attempt);
         step
     }
+}
+
+/// The effects that undo an abandoned attempt's header changes, newest first.
+fn undo(old: Attempt) -> impl Iterator<Item = Effect> {
+    old.undo.into_iter().rev().map(|(name, value)| match value {
+        Some(v) => Effect::SetRequestHeader(name, v),
+        None => Effect::RemoveRequestHeader(name),
+    })
 }

@@ -28,11 +28,13 @@ mod request;
 mod response;
 mod retry;
 mod stream;
+mod translation;
 pub mod usage;
 
 pub use body::{model_of, with_model, NotRewritable};
 pub use event::{Answer, Body, Effect, Event, Flow, Headers, Reply, Step, StreamInfo};
 pub use retry::retry_delay;
+pub use translation::TRANSLATED_HEADER;
 
 use crate::breaker::Ticket;
 use crate::config::UpstreamId;
@@ -71,8 +73,9 @@ enum Phase {
     Refusing(Reply),
     /// The request headers are held until the body is complete.
     HeldForBody(Held),
-    /// The headers left (chunked); the body is buffered so its `model` can be rewritten.
-    RewritingBody { attempt: Attempt, model: String },
+    /// The headers left (chunked); the body is buffered so it can be rewritten (its
+    /// `model`, its format).
+    RewritingBody { attempt: Attempt },
     /// The request went to `attempt.upstream`; its response headers have not arrived.
     Sent(Attempt),
     /// An error answer held at its headers while its body is read to judge it.
@@ -84,6 +87,8 @@ enum Phase {
         upstream: UpstreamId,
         tail: usage::Tail,
     },
+    /// A JSON answer or an error read whole, to be translated into the client's format.
+    Translating(translation::Translating),
     /// A streamed answer, judged event by event (held until its first token, maybe).
     Streaming(Box<stream::Stream>),
     /// The served attempt failed; its response is held while a fallback is called.
@@ -201,6 +206,10 @@ struct Client {
     encoded: bool,
     /// `circuit_breaker_body_over_limit` was counted for this request.
     over_limit_counted: bool,
+    /// The client's wire format, when the configuration translates and a route told it.
+    api: Option<crate::translate::Api>,
+    /// Upstreams that cannot take this request in their format (skipped by routing).
+    refused: Vec<UpstreamId>,
 }
 
 /// The request body kept for a possible failover.
@@ -270,6 +279,7 @@ impl Exchange {
                 Phase::Streaming(_) => self.on_stream_body(rt, len, end_of_stream, body),
                 Phase::Metering { .. } => self.on_metered_body(rt, len, end_of_stream, body),
                 Phase::ReadingError(_) => self.on_error_body(rt, len, end_of_stream, body),
+                Phase::Translating(_) => self.on_translated_body(rt, len, end_of_stream, body),
                 _ => self.on_response_body(rt, len, end_of_stream, body),
             },
             Event::CalloutAnswered(answer) => self.on_callout(rt, answer),
@@ -317,6 +327,7 @@ impl Exchange {
             Phase::ReadingError(_) => "reading_error",
             Phase::Delivering => "delivering",
             Phase::Metering { .. } => "metering",
+            Phase::Translating(_) => "translating",
             Phase::Streaming(_) => "streaming",
             Phase::FailingOver(_) => "failing_over",
             Phase::Retrying(_) => "retrying",

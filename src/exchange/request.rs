@@ -17,8 +17,9 @@ use super::local;
 use super::{Attempt, Client, Copy, Exchange, Phase};
 use crate::config::{Config, UpstreamId};
 use crate::host::Host;
-use crate::routing::{match_route, plan, ModelLookup, Plan, RequestView, RouteMatch};
+use crate::routing::{matched_route, plan, ModelLookup, Plan, RequestView, RouteMatch};
 use crate::runtime::{Runtime, StopIteration};
+use crate::translate::Api;
 
 /// Where the routing decision sent a request.
 pub(super) enum Routed {
@@ -39,7 +40,7 @@ impl Exchange {
             return Step::go();
         }
         let cfg = &rt.config;
-        if cfg.failover.enabled || cfg.routes_on_model() {
+        if cfg.failover.enabled || cfg.routes_on_model() || cfg.translates() {
             // One host call for everything failover keeps and a re-route reads.
             self.client.headers = Some(headers.all());
         }
@@ -131,9 +132,10 @@ impl Exchange {
     }
 
     /// Matches the request against the routes, reading headers from the map kept at request
-    /// time or from `headers`.
+    /// time or from `headers`; a matching route also tells the client's format (its `api`,
+    /// else the path's), when the configuration translates.
     pub(super) fn match_request(
-        &self,
+        &mut self,
         cfg: &Config,
         headers: Option<&dyn Headers>,
         model: ModelLookup<'_>,
@@ -147,7 +149,13 @@ impl Exchange {
             host: &self.client.authority,
             header: &header,
         };
-        match_route(cfg, &req, model)
+        let (matched, route) = matched_route(cfg, &req, model);
+        if cfg.translates() {
+            if let Some(r) = route {
+                self.client.api = r.api.or_else(|| Api::of_path(&self.client.path));
+            }
+        }
+        matched
     }
 
     /// A request no route claims: it passes through, minus any client-sent route header.
@@ -187,11 +195,7 @@ impl Exchange {
         };
         let mut step = Step::go();
         step.effects = effects;
-        let rewrite = if no_body {
-            None
-        } else {
-            self.pending_model(cfg, &attempt)
-        };
+        let rewrite = !no_body && self.needs_body(cfg, attempt.primary, attempt.upstream);
         // Until this worker knows whether Envoy lets it hold headers, a request kept for
         // failover is held once to find out: a held streamed answer (see `stream`) needs it.
         let learn = !no_body
@@ -201,32 +205,21 @@ impl Exchange {
                 .client
                 .announced
                 .is_none_or(|n| n <= cfg.body_buffer_limit);
-        if (route_on_model || rewrite.is_some() || learn) && !denied {
+        if (route_on_model || rewrite || learn) && !denied {
             // Hold the headers: the body decides the route, or gets a new length.
             self.hold(Some(attempt), route_on_model, now_ms);
             step.flow = super::Flow::Pause;
             return step;
         }
-        self.phase = match rewrite {
-            Some(model) => {
-                // The headers leave now: the rewritten body goes chunked.
-                step.effects
-                    .push(Effect::RemoveRequestHeader("content-length".to_string()));
-                Phase::RewritingBody { attempt, model }
-            }
-            None => Phase::Sent(attempt),
+        self.phase = if rewrite {
+            // The headers leave now: the rewritten body goes chunked.
+            step.effects
+                .push(Effect::RemoveRequestHeader("content-length".to_string()));
+            Phase::RewritingBody { attempt }
+        } else {
+            Phase::Sent(attempt)
         };
         step
-    }
-
-    /// The `model` to write into the body: the serving fallback's rewrite, if any.
-    pub(super) fn pending_model(&self, cfg: &Config, attempt: &Attempt) -> Option<String> {
-        if attempt.upstream == attempt.primary {
-            return None;
-        }
-        cfg.upstream(attempt.upstream)
-            .rewrite_model()
-            .map(str::to_string)
     }
 
     /// Offers the request to `primary`'s chain: the first upstream that admits serves, with
@@ -248,10 +241,9 @@ impl Exchange {
             .flatten();
         let mut skipped_for_body = false;
         let candidates = cfg.chain(primary).iter().copied().filter(|&u| {
-            let skip =
-                blocked.is_some() && u != primary && cfg.upstream(u).rewrite_model().is_some();
+            let skip = blocked.is_some() && self.needs_body(cfg, primary, u);
             skipped_for_body |= skip;
-            !skip
+            !skip && !self.client.refused.contains(&u)
         });
         let decision = plan(candidates, |u| rt.admit(u, now_ms));
         if skipped_for_body && !self.client.encoded {
@@ -268,21 +260,25 @@ impl Exchange {
                 }
                 let mut effects = Vec::new();
                 let mut undo = Vec::new();
+                let translated = self.translation_headers(cfg, primary, upstream);
+                let mut changes: Vec<(&str, &str)> =
+                    translated.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 if upstream != primary {
                     metrics.fallback(primary, upstream);
                     if let Some(rw) = &cfg.upstream(upstream).rewrite {
-                        for (name, value) in rw.header_changes() {
-                            let before = match (&self.client.headers, headers) {
-                                (None, Some(h)) => h.get(name),
-                                _ => self.client.header(name).map(str::to_string),
-                            };
-                            undo.push((name.to_string(), before));
-                            effects.push(Effect::SetRequestHeader(
-                                name.to_string(),
-                                value.to_string(),
-                            ));
-                        }
+                        changes.extend(rw.header_changes());
                     }
+                }
+                for (name, value) in changes {
+                    let before = match (&self.client.headers, headers) {
+                        (None, Some(h)) => h.get(name),
+                        _ => self.client.header(name).map(str::to_string),
+                    };
+                    undo.push((name.to_string(), before));
+                    effects.push(Effect::SetRequestHeader(
+                        name.to_string(),
+                        value.to_string(),
+                    ));
                 }
                 effects.push(Effect::SetRequestHeader(
                     cfg.route_header.clone(),
@@ -308,7 +304,13 @@ impl Exchange {
                     Some(why) => Routed::Refuse(local::body_not_rewritable(cfg, why)),
                     None => {
                         metrics.all_open();
-                        Routed::Reply(local::all_open(cfg, now_ms, retry_at_ms))
+                        // Only refused upstreams left (none rejected): retry at once.
+                        let at = if retry_at_ms == u64::MAX {
+                            now_ms
+                        } else {
+                            retry_at_ms
+                        };
+                        Routed::Reply(local::all_open(cfg, now_ms, at))
                     }
                 }
             }

@@ -12,7 +12,7 @@
 //! calls and judging their answers is [`super::callout`]'s part.
 
 use super::event::{Body, Effect, Headers, Reply, Step, StreamInfo};
-use super::failover::{reply_headers, triggers};
+use super::failover::{reply_headers, set_header, triggers};
 use super::stream::is_stream;
 use super::{Attempt, Exchange, Failover, Held, HeldResponse, Phase, KEPT_BODY_BYTES};
 use crate::breaker::Ticket;
@@ -23,6 +23,7 @@ use crate::host::Host;
 use crate::outcome::Outcome;
 use crate::runtime::Runtime;
 use crate::sse::error_event;
+use crate::translate::{self, Api, StreamTranslator};
 
 /// The HTTP status of a header map.
 pub(super) fn status_of(headers: &dyn Headers) -> Option<u16> {
@@ -123,7 +124,27 @@ impl HeldResponse {
 
     /// The reply that gives the client the failed response after all, marked. A stream
     /// ends with an error event in the client's shape, so its SDK raises.
-    pub(super) fn into_reply(mut self, response_header: &str, served_by: &str) -> Reply {
+    pub(super) fn into_reply(
+        mut self,
+        response_header: &str,
+        served_by: &str,
+        xlate: Option<(Api, Api)>,
+    ) -> Reply {
+        if let Some((client, served)) = xlate {
+            // The body is the served upstream's (or the filter's own 504): in the client's
+            // shape, a stream as far as it went (its error event follows), else an error.
+            self.body = match (self.stream, StreamTranslator::new(client, served)) {
+                (Some(_), Some(mut t)) => {
+                    let mut out = Vec::new();
+                    t.feed(&self.body, &mut out);
+                    out
+                }
+                _ => {
+                    set_header(&mut self.headers, "content-type", "application/json");
+                    translate::error(client, served, self.status.max(400), &self.body)
+                }
+            };
+        }
         if let Some(client) = self.stream {
             let message = "every upstream failed; this stream is incomplete";
             self.body
@@ -226,7 +247,8 @@ impl Exchange {
     pub(super) fn failed_reply<H: Host>(&self, rt: &Runtime<H>, held: HeldResponse) -> Reply {
         let cfg = &rt.config;
         let served = self.served.map_or("", |u| cfg.upstream(u).name.as_str());
-        held.into_reply(&cfg.response_header, served)
+        let xlate = self.served.and_then(|u| self.xlate(cfg, u));
+        held.into_reply(&cfg.response_header, served, xlate)
     }
 
     /// `end_of_stream` is `None` when the request cannot be re-sent.
@@ -254,6 +276,8 @@ impl Exchange {
             cfg.response_header.clone(),
             cfg.upstream(a.upstream).name.clone(),
         ));
+        step.effects
+            .extend(self.translated_headers(cfg, a.upstream));
         let content_type = match status {
             Some(200..=299) => headers.get("content-type"),
             _ => None,
@@ -271,6 +295,7 @@ impl Exchange {
             let ct = headers.get("content-type");
             if crate::error_body::worth_reading(status, ct.as_deref()) {
                 // Judged once its body says what kind of error it is.
+                let translated = self.xlate(cfg, a.upstream).is_some();
                 self.phase = Phase::ReadingError(Box::new(super::error_read::ErrorRead {
                     status: status.unwrap_or(400),
                     outcome,
@@ -278,24 +303,37 @@ impl Exchange {
                     resendable: end_of_stream.is_some(),
                     attempt: a,
                 }));
+                if translated {
+                    // Translated: it reaches the client as a JSON error of its own shape.
+                    step.effects.push(Effect::SetResponseHeader(
+                        "content-type".to_string(),
+                        "application/json".to_string(),
+                    ));
+                }
                 step.flow = super::Flow::Pause;
                 return step;
             }
         }
         rt.record(a.upstream, a.ticket, now, &outcome);
+        let code = status.unwrap_or(502);
         if content_type.is_some_and(|c| c.contains("json")) && end_of_stream != Some(true) {
             // A JSON answer: its usage is read from its end as it passes.
             self.phase = Phase::Metering {
                 upstream: a.upstream,
                 tail: Default::default(),
             };
+            self.translate_answer(cfg, a.upstream, code, true, &mut step);
             return step;
         }
         let Some(end_of_stream) = end_of_stream else {
+            self.translate_answer(cfg, a.upstream, code, false, &mut step);
             return step;
         };
         let retry = self.retry_wait(rt, None, a.upstream, &outcome);
         if triggers(&cfg.failover, &outcome).is_none() && retry.is_none() {
+            if !end_of_stream {
+                self.translate_answer(cfg, a.upstream, code, false, &mut step);
+            }
             return step;
         }
         let now = if now == 0 { rt.host.now_ms() } else { now };
@@ -314,9 +352,15 @@ impl Exchange {
             step.flow = super::Flow::Pause;
             return step;
         }
-        if let Some(started) = self.start_failover(rt, &a, held, Some(headers), now) {
-            step.effects.extend(started.effects);
-            step.flow = super::Flow::Pause;
+        match self.start_failover(rt, &a, held, Some(headers), now) {
+            Some(started) => {
+                step.effects.extend(started.effects);
+                step.flow = super::Flow::Pause;
+            }
+            None if !end_of_stream => {
+                self.translate_answer(cfg, a.upstream, code, false, &mut step)
+            }
+            None => {}
         }
         step
     }

@@ -22,6 +22,7 @@ use crate::host::Host;
 use crate::outcome::{FailureReason, Outcome};
 use crate::runtime::{Runtime, StopIteration};
 use crate::sse::{error_event, End, Judge, Shape, Verdict};
+use crate::translate::{Api, StreamTranslator};
 
 /// Most bytes of one SSE event the judge holds.
 pub const EVENT_CAP: usize = 64 * 1024;
@@ -48,6 +49,10 @@ pub(super) struct Stream {
     last_byte_ms: u64,
     /// The client's API, for an error event the filter adds.
     client: Shape,
+    /// Turns the upstream's events into the client's format, when they differ.
+    translator: Option<StreamTranslator>,
+    /// Translated bytes not yet handed to Envoy (all of them while the stream is held).
+    out: Vec<u8>,
 }
 
 /// Whether a 2xx answer's `content-type` says it is an SSE stream.
@@ -98,12 +103,19 @@ impl Exchange {
         may_fail_over: bool,
     ) -> Step {
         let client = self.client_shape();
+        let xlate = self.xlate(&rt.config, attempt.upstream);
+        // The judge reads the upstream's own events, in the upstream's format.
+        let upstream_shape = match xlate {
+            Some((_, Api::Anthropic)) => Shape::Anthropic,
+            Some((_, Api::OpenAi)) => Shape::OpenAiChat,
+            None => client,
+        };
         let hold = may_fail_over
             && self.client.copy.as_ref().is_some_and(|c| c.complete)
             && rt.stop_iteration.get() == StopIteration::Granted;
         let stream = Stream {
             attempt,
-            judge: Judge::new(EVENT_CAP, Some(client)),
+            judge: Judge::new(EVENT_CAP, Some(upstream_shape)),
             head_outcome,
             held: hold.then_some(0),
             status,
@@ -112,6 +124,8 @@ impl Exchange {
             first_token_ms: None,
             last_byte_ms: rt.host.now_ms(),
             client,
+            translator: xlate.and_then(|(c, u)| StreamTranslator::new(c, u)),
+            out: Vec::new(),
         };
         self.phase = Phase::Streaming(Box::new(stream));
         if hold {
@@ -121,9 +135,15 @@ impl Exchange {
         }
     }
 
-    /// The client's API, from the path it called.
+    /// The client's API: the format a route or the path told, else from the path it called.
     fn client_shape(&self) -> Shape {
         let path = self.client.path.split('?').next().unwrap_or("");
+        if let Some(api) = self.client.api {
+            return match api {
+                Api::Anthropic => Shape::Anthropic,
+                Api::OpenAi => Shape::OpenAiChat,
+            };
+        }
         if path.ends_with("/messages") {
             Shape::Anthropic
         } else if path.ends_with("/responses") {
@@ -149,6 +169,9 @@ impl Exchange {
         let start = s.held.unwrap_or(0).min(len);
         let chunk = body.read_range(start, len.saturating_sub(start));
         let seen = s.judge.feed(&chunk);
+        if let Some(t) = &mut s.translator {
+            t.feed(&chunk, &mut s.out);
+        }
         s.last_byte_ms = now;
         let metrics = rt.host.metrics();
         for _ in 0..seen.malformed {
@@ -187,7 +210,14 @@ impl Exchange {
         if end_of_stream {
             return self.end_stream(rt, End::Clean, Some((len, chunk)));
         }
-        Step::go()
+        match &mut self.phase {
+            // What Envoy holds (this chunk, or all held so far) goes as the client's format.
+            Phase::Streaming(s) if s.translator.is_some() => {
+                let body = std::mem::take(&mut s.out);
+                Step::go().with(Effect::ReplaceResponseBody { len, body })
+            }
+            _ => Step::go(),
+        }
     }
 
     /// The stream ended: `tail` is the last chunk when the end came in a body callback.
@@ -209,12 +239,26 @@ impl Exchange {
         );
         let verdict = s.judge.verdict(end);
         let mut step = Step::go();
-        if let (Verdict::Truncated(_), Some((len, mut chunk))) = (&verdict, tail) {
-            // Whole at the HTTP level, not as an answer: the client's SDK must raise.
-            let message = "the upstream ended the stream before its last event";
-            chunk.extend_from_slice(&error_event(s.client, "stream_truncated", message));
-            step.effects
-                .push(Effect::ReplaceResponseBody { len, body: chunk });
+        let truncated = matches!(verdict, Verdict::Truncated(_));
+        if let Some((len, chunk)) = tail {
+            let mut body = match &mut s.translator {
+                Some(t) => {
+                    let mut out = std::mem::take(&mut s.out);
+                    if verdict == Verdict::Complete {
+                        t.finish(&mut out);
+                    }
+                    out
+                }
+                None => chunk,
+            };
+            if truncated {
+                // Whole at the HTTP level, not as an answer: the client's SDK must raise.
+                let message = "the upstream ended the stream before its last event";
+                body.extend_from_slice(&error_event(s.client, "stream_truncated", message));
+            }
+            if truncated || s.translator.is_some() {
+                step.effects.push(Effect::ReplaceResponseBody { len, body });
+            }
         }
         let reason = match verdict {
             Verdict::Complete => None,

@@ -34,6 +34,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "circuit_breaker_input_tokens",
     "circuit_breaker_output_tokens",
     "circuit_breaker_stream_malformed_events",
+    "circuit_breaker_translations",
 ];
 
 /// Every label the filter's metrics carry.
@@ -59,6 +60,33 @@ impl FailoverResult {
             FailoverResult::Success => "success",
             FailoverResult::Failure => "failure",
             FailoverResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// What became of a request translated for an upstream of another format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TranslationResult {
+    /// Sent translated.
+    Translated,
+    /// Sent translated without parameters the upstream's format cannot express.
+    Dropped,
+    /// Not sent: the upstream's format cannot express it, so that upstream was skipped.
+    Refused,
+}
+
+impl TranslationResult {
+    pub const ALL: [TranslationResult; 3] = [
+        TranslationResult::Translated,
+        TranslationResult::Dropped,
+        TranslationResult::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TranslationResult::Translated => "translated",
+            TranslationResult::Dropped => "dropped",
+            TranslationResult::Refused => "refused",
         }
     }
 }
@@ -111,6 +139,8 @@ pub trait MetricsSink {
     fn open_duration(&self, upstream: UpstreamId, ms: u64);
     fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult);
     fn alert(&self, result: AlertResult);
+    /// A request body translated (or not) for `upstream`.
+    fn translation(&self, upstream: UpstreamId, result: TranslationResult);
 }
 
 /// A sink that drops everything: for tests that do not look at metrics.
@@ -133,6 +163,7 @@ impl MetricsSink for NoMetrics {
     fn open_duration(&self, _: UpstreamId, _: u64) {}
     fn failover(&self, _: UpstreamId, _: UpstreamId, _: FailoverResult) {}
     fn alert(&self, _: AlertResult) {}
+    fn translation(&self, _: UpstreamId, _: TranslationResult) {}
 }
 
 /// Records a finished call: the request counter, and the failure counter when it failed.

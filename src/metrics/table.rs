@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::{stat_name, AlertResult, FailoverResult, MetricsSink};
+use super::{stat_name, AlertResult, FailoverResult, MetricsSink, TranslationResult};
 use crate::breaker::StateKind;
 use crate::config::{Config, UpstreamId};
 use crate::outcome::{FailureReason, Outcome};
@@ -57,6 +57,7 @@ struct PerUpstream {
     input_tokens: Id,
     output_tokens: Id,
     malformed: Id,
+    translations: [Id; 3],
     /// `(to, fallbacks counter)` per fallback.
     edges: Vec<(UpstreamId, Id)>,
 }
@@ -121,6 +122,8 @@ impl<S: Stats> StatSink<S> {
                     input_tokens: counter("circuit_breaker_input_tokens", &up),
                     output_tokens: counter("circuit_breaker_output_tokens", &up),
                     malformed: counter("circuit_breaker_stream_malformed_events", &up),
+                    translations: TranslationResult::ALL
+                        .map(|r| with("circuit_breaker_translations", "result", r.as_str())),
                     edges: u
                         .fallbacks
                         .iter()
@@ -268,6 +271,11 @@ impl<S: Stats> MetricsSink for StatSink<S> {
     fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult) {
         let i = FailoverResult::ALL.iter().position(|r| *r == result);
         self.inc(self.failovers.get(&(from, to)).and_then(|ids| ids.get(i?)));
+    }
+
+    fn translation(&self, upstream: UpstreamId, result: TranslationResult) {
+        let i = TranslationResult::ALL.iter().position(|r| *r == result);
+        self.inc(self.up(upstream).and_then(|u| u.translations.get(i?)));
     }
 
     fn alert(&self, result: AlertResult) {

@@ -15,7 +15,7 @@ use crate::config::{Config, UpstreamId};
 use crate::driver::Driver;
 use crate::exchange::{Body, Effect, Headers, StreamInfo};
 use crate::host::{Host, Properties, StreamHost, Versioned, WriteError};
-use crate::metrics::{AlertResult, FailoverResult, MetricsSink};
+use crate::metrics::{AlertResult, FailoverResult, MetricsSink, TranslationResult};
 use crate::outcome::{FailureReason, Outcome};
 use crate::runtime::Runtime;
 use crate::store::probe_lease::ProbeResult;
@@ -223,6 +223,9 @@ impl MetricsSink for Recorder {
     }
     fn alert(&self, result: AlertResult) {
         self.bump(format!("alerts{{{}}}", result.as_str()));
+    }
+    fn translation(&self, u: UpstreamId, result: TranslationResult) {
+        self.bump(format!("translations{{{},{}}}", self.n(u), result.as_str()));
     }
 }
 

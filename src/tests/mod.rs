@@ -26,6 +26,12 @@ mod runtime;
 mod sse;
 mod store;
 mod stream;
+mod translate_config;
+mod translate_to_anthropic;
+mod translate_to_openai;
+mod translate_to_openai_answer;
+mod translate_to_openai_stream;
+mod translate_wiring;
 mod window;
 
 use crate::config::Policy;

@@ -8,8 +8,12 @@ it raised, the arrival time of each streamed content piece, and the response hea
     llm_client.py '{"api": "openai", "base_url": "http://127.0.0.1:10000/v1", "stream": true}'
 
 Spec keys: api (openai | anthropic), base_url, model, stream, include_usage, tools,
-max_tokens, timeout (seconds, default 10), prompt. Prints one JSON line and exits 0, whatever
-the SDK did (an exception is a result to report, not a failure of this script).
+max_tokens, timeout (seconds, default 10), prompt, system (a system prompt: a `system`
+message for OpenAI, the top-level `system` for Anthropic). Prints one JSON line and exits 0,
+whatever the SDK did (an exception is a result to report, not a failure of this script).
+
+A JSON list of specs runs them one after another in this one process (the SDKs take seconds
+to import on a busy machine) and prints a JSON list of the results, in order.
 """
 
 import json
@@ -34,6 +38,8 @@ def openai_call(spec, out, started):
         "model": spec.get("model", "gpt-4o-mini"),
         "messages": [{"role": "user", "content": spec.get("prompt", "hello")}],
     }
+    if spec.get("system"):
+        kwargs["messages"].insert(0, {"role": "system", "content": spec["system"]})
     if spec.get("max_tokens"):
         kwargs["max_tokens"] = spec["max_tokens"]
     if spec.get("tools"):
@@ -46,6 +52,7 @@ def openai_call(spec, out, started):
         out["headers"] = dict(raw.headers)
         text, calls = [], {}
         for chunk in raw.parse():
+            out["model"] = chunk.model
             if chunk.usage:
                 out["usage"] = {"input": chunk.usage.prompt_tokens,
                                 "output": chunk.usage.completion_tokens}
@@ -86,6 +93,8 @@ def anthropic_call(spec, out, started):
         "max_tokens": spec.get("max_tokens", 64),
         "messages": [{"role": "user", "content": spec.get("prompt", "hello")}],
     }
+    if spec.get("system"):
+        kwargs["system"] = spec["system"]
     if spec.get("tools"):
         kwargs["tools"] = [{"name": TOOL["name"], "description": TOOL["description"],
                             "input_schema": TOOL["parameters"]}]
@@ -97,6 +106,7 @@ def anthropic_call(spec, out, started):
         for ev in raw.parse():
             if ev.type == "message_start":
                 usage["input"] = ev.message.usage.input_tokens
+                out["model"] = ev.message.model
             elif ev.type == "content_block_start" and ev.content_block.type == "tool_use":
                 calls.append({"name": ev.content_block.name, "arguments": ""})
             elif ev.type == "content_block_delta":
@@ -108,6 +118,10 @@ def anthropic_call(spec, out, started):
             elif ev.type == "message_delta":
                 out["finish"] = ev.delta.stop_reason
                 usage["output"] = ev.usage.output_tokens
+                # message_delta may carry the input count too (a translated OpenAI stream
+                # learns it only at the end).
+                if getattr(ev.usage, "input_tokens", None):
+                    usage["input"] = ev.usage.input_tokens
         out["text"] = "".join(text)
         out["tool_calls"] = calls
         if usage:
@@ -124,18 +138,27 @@ def anthropic_call(spec, out, started):
         out["model"] = r.model
 
 
-def main():
-    spec = json.loads(sys.argv[1])
+def run(spec):
     out = {"ok": False, "pieces": [], "error": None}
     started = time.monotonic()
     try:
         (anthropic_call if spec["api"] == "anthropic" else openai_call)(spec, out, started)
         out["ok"] = True
     except Exception as e:  # noqa: BLE001 -- the exception is what the test looks at
+        body = getattr(e, "body", None)
         out["error"] = {"class": type(e).__name__, "message": str(e)[:300],
-                        "status": getattr(e, "status_code", None)}
+                        "status": getattr(e, "status_code", None),
+                        "body": body if isinstance(body, (dict, list, str)) else None}
     out["elapsed"] = round(time.monotonic() - started, 4)
-    print(json.dumps(out))
+    return out
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    if isinstance(spec, list):
+        print(json.dumps([run(s) for s in spec]))
+    else:
+        print(json.dumps(run(spec)))
 
 
 if __name__ == "__main__":

@@ -225,6 +225,19 @@ impl Mock {
         }
     }
 
+    /// `POST /settings`, e.g. `{"validate_openai":true}`; panics unless the mock answers 200.
+    pub fn settings(&self, json: &str) {
+        let r = self.control("POST", "/settings", json.as_bytes());
+        assert_eq!(
+            r.status,
+            200,
+            "mock {}: POST /settings {json} answered {}: {}",
+            self.name,
+            r.status,
+            r.text()
+        );
+    }
+
     /// `POST /reset`: zero the counters and clear the request log.
     pub fn reset(&self) {
         let r = self.control("POST", "/reset", b"");

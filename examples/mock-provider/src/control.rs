@@ -60,30 +60,39 @@ fn set_mode(shared: &Shared, body: &[u8]) -> (u16, Value) {
 }
 
 fn settings(shared: &Shared) -> Value {
-    json!({ "validate": shared.validate() })
+    json!({ "validate": shared.validate(), "validate_openai": shared.validate_openai() })
 }
 
-/// `{"validate": bool}`: switches Anthropic request validation on `/v1/messages`.
+/// `{"validate": bool, "validate_openai": bool}`: switches Anthropic request validation on
+/// `/v1/messages` and OpenAI request validation on `/chat/completions`.
 fn set_settings(shared: &Shared, body: &[u8]) -> (u16, Value) {
     let value: Map<String, Value> = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(e) => return (400, error(&format!("expected a JSON object: {e}"))),
     };
-    let mut validate = None;
+    let (mut validate, mut validate_openai) = (None, None);
     for (key, v) in &value {
-        match (key.as_str(), v) {
-            ("validate", Value::Bool(on)) => validate = Some(*on),
-            ("validate", other) => {
+        let slot = match key.as_str() {
+            "validate" => &mut validate,
+            "validate_openai" => &mut validate_openai,
+            other => return (400, error(&format!("unknown setting {other:?}"))),
+        };
+        match v {
+            Value::Bool(on) => *slot = Some(*on),
+            other => {
                 return (
                     400,
-                    error(&format!("\"validate\" must be true or false, got {other}")),
+                    error(&format!("\"{key}\" must be true or false, got {other}")),
                 )
             }
-            (other, _) => return (400, error(&format!("unknown setting {other:?}"))),
         }
     }
+    // Checked whole before applying: a bad request changes nothing.
     if let Some(on) = validate {
         shared.set_validate(on);
+    }
+    if let Some(on) = validate_openai {
+        shared.set_validate_openai(on);
     }
     let mut reply = settings(shared);
     if let Some(object) = reply.as_object_mut() {

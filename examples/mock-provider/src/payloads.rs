@@ -1,5 +1,6 @@
 //! Provider shapes: the JSON bodies OpenAI (Chat Completions, embeddings, models) and
-//! Anthropic (Messages) answer with, their error bodies, and Anthropic's request checks.
+//! Anthropic (Messages) answer with, their error bodies, and the request checks (Anthropic's,
+//! and OpenAI's when switched on).
 //! Written from the providers' public API references so that the official `openai` and
 //! `anthropic` SDKs parse them as they parse the real thing; see the README for sources.
 
@@ -420,7 +421,7 @@ pub fn validate_messages_request(body: Option<&Value>) -> Result<(), String> {
     let Some(messages) = object.get("messages").and_then(Value::as_array) else {
         return Err("messages: Input should be a valid list".to_owned());
     };
-    for message in messages {
+    for (i, message) in messages.iter().enumerate() {
         match message.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}
             Some("system") => {
@@ -432,6 +433,422 @@ pub fn validate_messages_request(body: Option<&Value>) -> Result<(), String> {
                 ))
             }
             None => return Err("messages: Field required: role".to_owned()),
+        }
+        anthropic_content(i, message)?;
+    }
+    anthropic_tool_pairs(messages)?;
+    if let Some(system) = object.get("system") {
+        let text_blocks = system.as_array().is_some_and(|blocks| {
+            blocks.iter().all(|b| {
+                b.get("type").and_then(Value::as_str) == Some("text")
+                    && b.get("text").is_some_and(Value::is_string)
+            })
+        });
+        if !system.is_string() && !text_blocks {
+            return Err(
+                "system: Input should be a valid string or a list of text blocks".to_owned(),
+            );
+        }
+    }
+    if let Some(t) = object.get("temperature") {
+        match t.as_f64() {
+            Some(t) if (0.0..=1.0).contains(&t) => {}
+            Some(_) => return Err("temperature: range: 0..1".to_owned()),
+            None => return Err("temperature: Input should be a valid number".to_owned()),
+        }
+    }
+    if let Some(stops) = object.get("stop_sequences") {
+        if !stops
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            return Err("stop_sequences: Input should be a valid list of strings".to_owned());
+        }
+    }
+    if let Some(tools) = object.get("tools") {
+        let Some(tools) = tools.as_array() else {
+            return Err("tools: Input should be a valid list".to_owned());
+        };
+        for (i, tool) in tools.iter().enumerate() {
+            anthropic_tool(i, tool)?;
+        }
+    }
+    if let Some(choice) = object.get("tool_choice") {
+        let Some(c) = choice.as_object() else {
+            return Err("tool_choice: Input should be a valid dictionary or object".to_owned());
+        };
+        match c.get("type").and_then(Value::as_str) {
+            Some("auto" | "any" | "none") => {}
+            Some("tool") if c.get("name").is_some_and(Value::is_string) => {}
+            Some("tool") => return Err("tool_choice.tool.name: Field required".to_owned()),
+            _ => {
+                return Err("tool_choice: Input tag found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'".to_owned())
+            }
+        }
+        if let Some(extra) = c
+            .keys()
+            .find(|k| !["type", "name", "disable_parallel_tool_use"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "tool_choice.{extra}: Extra inputs are not permitted"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Content block types a Messages request may carry.
+const ANTHROPIC_BLOCKS: [&str; 9] = [
+    "text",
+    "image",
+    "document",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+    "search_result",
+    "server_tool_use",
+];
+
+/// Checks `messages[i].content`: a string, or blocks of the Messages API's types, each with
+/// its required fields; `tool_use` only from the assistant, `tool_result` only from the user.
+fn anthropic_content(i: usize, message: &Value) -> Result<(), String> {
+    let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+    let blocks = match message.get("content") {
+        Some(Value::String(_)) => return Ok(()),
+        Some(Value::Array(blocks)) => blocks,
+        Some(_) => {
+            return Err(format!(
+                "messages.{i}.content: Input should be a valid string or list"
+            ))
+        }
+        None => return Err(format!("messages.{i}.content: Field required")),
+    };
+    for (j, block) in blocks.iter().enumerate() {
+        let at = format!("messages.{i}.content.{j}");
+        let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
+        if !ANTHROPIC_BLOCKS.contains(&kind) {
+            return Err(format!(
+                "{at}: Input tag '{kind}' found using 'type' does not match any of the expected tags: {}",
+                ANTHROPIC_BLOCKS.map(|t| format!("'{t}'")).join(", ")
+            ));
+        }
+        let string = |key: &str| block.get(key).is_some_and(Value::is_string);
+        match kind {
+            "text" if !string("text") => return Err(format!("{at}.text: Field required")),
+            "image" => {
+                let source = block.get("source");
+                let source_type = source.and_then(|s| s.get("type")).and_then(Value::as_str);
+                let has = |key: &str| {
+                    source
+                        .and_then(|s| s.get(key))
+                        .is_some_and(Value::is_string)
+                };
+                let ok = match source_type {
+                    Some("base64") => has("media_type") && has("data"),
+                    Some("url") => has("url"),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!(
+                        "{at}.image.source: Input should be a base64 source (media_type, data) or a url source"
+                    ));
+                }
+            }
+            "tool_use" if role != "assistant" => {
+                return Err(format!(
+                    "{at}: `tool_use` blocks may only appear in assistant messages"
+                ))
+            }
+            "tool_use"
+                if !(string("id")
+                    && string("name")
+                    && block.get("input").is_some_and(Value::is_object)) =>
+            {
+                return Err(format!(
+                    "{at}.tool_use: id, name and an object input are required"
+                ))
+            }
+            "tool_result" if role != "user" => {
+                return Err(format!(
+                    "{at}: `tool_result` blocks may only appear in user messages"
+                ))
+            }
+            "tool_result" if !string("tool_use_id") => {
+                return Err(format!("{at}.tool_result.tool_use_id: Field required"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The ids of the blocks of `kind` in a message (`id` for `tool_use`, `tool_use_id` for
+/// `tool_result`).
+fn block_ids<'a>(message: Option<&'a Value>, kind: &str, key: &str) -> Vec<&'a str> {
+    message
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some(kind))
+        .filter_map(|b| b.get(key).and_then(Value::as_str))
+        .collect()
+}
+
+/// Every `tool_use` is answered by a `tool_result` in the next message, and every
+/// `tool_result` answers a `tool_use` of the previous one, as the real API requires.
+fn anthropic_tool_pairs(messages: &[Value]) -> Result<(), String> {
+    for (i, message) in messages.iter().enumerate() {
+        let uses = block_ids(Some(message), "tool_use", "id");
+        let answered = block_ids(messages.get(i + 1), "tool_result", "tool_use_id");
+        let missing: Vec<&str> = uses
+            .iter()
+            .copied()
+            .filter(|id| !answered.contains(id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+                missing.join(", ")
+            ));
+        }
+        let results = block_ids(Some(message), "tool_result", "tool_use_id");
+        let previous = match i.checked_sub(1) {
+            Some(p) => block_ids(messages.get(p), "tool_use", "id"),
+            None => Vec::new(),
+        };
+        if let Some(orphan) = results.iter().find(|id| !previous.contains(id)) {
+            return Err(format!(
+                "messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: {orphan}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A custom tool is `{name, description?, input_schema, ...}`; server tools (a `type` other
+/// than `custom`) are not checked. An OpenAI tool (`{"type":"function","function":...}`)
+/// fails here.
+fn anthropic_tool(i: usize, tool: &Value) -> Result<(), String> {
+    let Some(t) = tool.as_object() else {
+        return Err(format!("tools.{i}: Input should be a valid dictionary"));
+    };
+    match t.get("type").and_then(Value::as_str) {
+        None | Some("custom") => {}
+        Some("function") => {
+            return Err(format!(
+                "tools.{i}.custom.function: Extra inputs are not permitted"
+            ))
+        }
+        Some(_) => return Ok(()),
+    }
+    if !t.get("name").is_some_and(Value::is_string) {
+        return Err(format!("tools.{i}.custom.name: Field required"));
+    }
+    if !t.get("input_schema").is_some_and(Value::is_object) {
+        return Err(format!("tools.{i}.custom.input_schema: Field required"));
+    }
+    let allowed = [
+        "type",
+        "name",
+        "description",
+        "input_schema",
+        "cache_control",
+        "strict",
+    ];
+    if let Some(extra) = t.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "tools.{i}.custom.{extra}: Extra inputs are not permitted"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI request validation (switched on with `POST /settings {"validate_openai":true}`)
+
+/// Top-level fields Chat Completions accepts; anything else gets OpenAI's "Unrecognized
+/// request argument supplied", which catches Anthropic-only fields (`system`,
+/// `stop_sequences`, `top_k`, `thinking`, ...) left in a translated request.
+pub const OPENAI_FIELDS: [&str; 35] = [
+    "model",
+    "messages",
+    "audio",
+    "frequency_penalty",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "metadata",
+    "modalities",
+    "n",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "prompt_cache_key",
+    "reasoning_effort",
+    "response_format",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "stop",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "user",
+    "verbosity",
+    "web_search_options",
+    "prompt_cache_retention",
+];
+
+/// Content part types of a Chat Completions message.
+const OPENAI_PARTS: [&str; 5] = ["text", "image_url", "input_audio", "refusal", "file"];
+
+/// OpenAI's 400 body for an invalid request.
+pub fn openai_invalid_request(out: &mut Vec<u8>, message: &str) {
+    let _ = write!(
+        out,
+        r#"{{"error":{{"message":{},"type":"invalid_request_error","param":null,"code":null}}}}"#,
+        json_string(message)
+    );
+}
+
+/// Checks a Chat Completions request as the real API does; the error is the message of the
+/// 400 `invalid_request_error` to answer with.
+pub fn validate_chat_request(body: Option<&Value>) -> Result<(), String> {
+    let Some(object) = body.and_then(Value::as_object) else {
+        return Err("We could not parse the JSON body of your request. (mock)".to_owned());
+    };
+    if !object.contains_key("model") {
+        return Err("you must provide a model parameter".to_owned());
+    }
+    let Some(messages) = object.get("messages").and_then(Value::as_array) else {
+        return Err("Missing required parameter: 'messages'.".to_owned());
+    };
+    if let Some(extra) = object
+        .keys()
+        .find(|key| !OPENAI_FIELDS.contains(&key.as_str()))
+    {
+        return Err(format!("Unrecognized request argument supplied: {extra}"));
+    }
+    if messages.is_empty() {
+        return Err("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.".to_owned());
+    }
+    if object.contains_key("stream_options") && object.get("stream") != Some(&Value::Bool(true)) {
+        return Err(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".to_owned(),
+        );
+    }
+    // The tool_call ids the next messages must answer, from the last assistant message.
+    let mut pending: Vec<String> = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+        if role != "tool" && !pending.is_empty() {
+            return Err(format!(
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: {}",
+                pending.join(", ")
+            ));
+        }
+        match role {
+            "system" | "developer" | "user" | "assistant" | "function" => {}
+            "tool" => {
+                let Some(id) = message.get("tool_call_id").and_then(Value::as_str) else {
+                    return Err(format!("Missing required parameter: 'messages[{i}].tool_call_id'."));
+                };
+                let Some(at) = pending.iter().position(|p| p == id) else {
+                    return Err(format!("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. (messages[{i}], tool_call_id {id})"));
+                };
+                pending.swap_remove(at);
+            }
+            other => {
+                return Err(format!(
+                    "Invalid value: '{other}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."
+                ))
+            }
+        }
+        match message.get("content") {
+            None | Some(Value::Null) if role == "assistant" => {}
+            Some(Value::String(_)) => {}
+            Some(Value::Array(parts)) => {
+                for (j, part) in parts.iter().enumerate() {
+                    let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
+                    if !OPENAI_PARTS.contains(&kind) {
+                        return Err(format!(
+                            "Invalid value: '{kind}'. Supported values are: 'text', 'image_url', 'input_audio', 'refusal', and 'file'. (messages[{i}].content[{j}].type)"
+                        ));
+                    }
+                }
+            }
+            _ => return Err(format!("Invalid type for 'messages[{i}].content': expected a string or an array of content parts.")),
+        }
+        if role == "assistant" {
+            for call in message
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let ok = call.get("type").and_then(Value::as_str) == Some("function")
+                    && call.get("id").is_some_and(Value::is_string)
+                    && call.pointer("/function/name").is_some_and(Value::is_string)
+                    && call
+                        .pointer("/function/arguments")
+                        .is_some_and(Value::is_string);
+                if !ok {
+                    return Err(format!("Invalid 'messages[{i}].tool_calls': each needs type 'function', an id, function.name and function.arguments (a string)."));
+                }
+                if let Some(id) = call.get("id").and_then(Value::as_str) {
+                    pending.push(id.to_owned());
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        return Err(format!(
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: {}",
+            pending.join(", ")
+        ));
+    }
+    if let Some(tools) = object.get("tools") {
+        for (i, tool) in tools.as_array().into_iter().flatten().enumerate() {
+            if tool.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(format!("Missing required parameter: 'tools[{i}].type'."));
+            }
+            if !tool.pointer("/function/name").is_some_and(Value::is_string) {
+                return Err(format!(
+                    "Missing required parameter: 'tools[{i}].function.name'."
+                ));
+            }
+        }
+    }
+    if let Some(choice) = object.get("tool_choice") {
+        let ok = match choice {
+            Value::String(c) => ["none", "auto", "required"].contains(&c.as_str()),
+            Value::Object(c) => {
+                c.get("type").and_then(Value::as_str) == Some("function")
+                    && choice
+                        .pointer("/function/name")
+                        .is_some_and(Value::is_string)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(format!("Invalid value for 'tool_choice': {choice}."));
+        }
+    }
+    if let Some(t) = object.get("temperature") {
+        if !t.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t)) {
+            return Err(format!(
+                "Invalid 'temperature': expected a number between 0 and 2, got {t}."
+            ));
         }
     }
     Ok(())
@@ -698,5 +1115,138 @@ pub mod tests {
         );
         assert!(validate_messages_request(None).is_err());
         assert!(validate_messages_request(Some(&json!([1]))).is_err());
+    }
+
+    /// A Messages request with a system prompt, a tool, a tool call and its result, an image.
+    fn full_messages_request() -> Value {
+        json!({"model":"claude","max_tokens":10,"temperature":0.5,
+            "system":[{"type":"text","text":"be brief"}],"stop_sequences":["END"],
+            "tools":[{"name":"get_weather","description":"d",
+                      "input_schema":{"type":"object","properties":{}}}],
+            "tool_choice":{"type":"auto"},
+            "messages":[
+                {"role":"user","content":[{"type":"text","text":"look"},
+                    {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBO"}}]},
+                {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"sunny"}]}]})
+    }
+
+    #[test]
+    fn anthropic_validation_checks_content_blocks_tools_and_their_pairing() {
+        assert_eq!(
+            validate_messages_request(Some(&full_messages_request())),
+            Ok(())
+        );
+        let check = |edit: &dyn Fn(&mut Value)| {
+            let mut v = full_messages_request();
+            edit(&mut v);
+            validate_messages_request(Some(&v)).unwrap_err()
+        };
+        // OpenAI shapes left in a translated request.
+        let err = check(&|v| {
+            v["messages"][0]["content"][1] =
+                json!({"type":"image_url","image_url":{"url":"data:x"}})
+        });
+        assert!(err.contains("'image_url'"), "{err}");
+        let err = check(&|v| {
+            v["tools"][0] = json!({"type":"function","function":{"name":"f","parameters":{}}})
+        });
+        assert!(err.contains("function"), "{err}");
+        let err = check(&|v| v["tools"][0] = json!({"name":"f","parameters":{}}));
+        assert!(err.contains("input_schema"), "{err}");
+        let err = check(&|v| v["tool_choice"] = json!("auto"));
+        assert!(err.starts_with("tool_choice"), "{err}");
+        let err = check(&|v| v["temperature"] = json!(1.5));
+        assert!(
+            err.starts_with("temperature"),
+            "OpenAI's 0..2 is Anthropic's 0..1: {err}"
+        );
+        let err = check(&|v| v["system"] = json!({"role":"system"}));
+        assert!(err.starts_with("system"), "{err}");
+        let err = check(&|v| v["stop_sequences"] = json!("END"));
+        assert!(err.starts_with("stop_sequences"), "{err}");
+        // Tool calls and results in the wrong place or unpaired.
+        let err = check(&|v| v["messages"][2]["content"][0]["tool_use_id"] = json!("toolu_9"));
+        assert!(err.contains("without `tool_result`"), "{err}");
+        let err = check(&|v| {
+            let result = v["messages"][2].clone();
+            v["messages"] = json!([{"role":"user","content":"hi"}, {"role":"assistant","content":"yo"}, result]);
+        });
+        assert!(err.contains("unexpected `tool_use_id`"), "{err}");
+        let err = check(&|v| v["messages"][1]["role"] = json!("user"));
+        assert!(err.contains("assistant messages"), "{err}");
+        let err =
+            check(&|v| v["messages"][1]["content"][0]["input"] = json!("{\"city\":\"Paris\"}"));
+        assert!(err.contains("object input"), "arguments as a string: {err}");
+        let err = check(&|v| {
+            v["messages"][0]["content"][1]["source"] = json!({"type":"base64","data":"x"})
+        });
+        assert!(err.contains("source"), "{err}");
+    }
+
+    /// A Chat Completions request with a system message, a tool, a call and its result.
+    fn full_chat_request() -> Value {
+        json!({"model":"gpt-4o-mini","max_tokens":10,"temperature":1.5,"stream":true,
+            "stream_options":{"include_usage":true},
+            "tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}}],
+            "tool_choice":"auto",
+            "messages":[
+                {"role":"system","content":"be brief"},
+                {"role":"user","content":[{"type":"text","text":"look"},
+                    {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBO"}}]},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+                    "function":{"name":"get_weather","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"call_1","content":"sunny"}]})
+    }
+
+    #[test]
+    fn openai_validation_rejects_what_the_real_api_rejects() {
+        assert_eq!(validate_chat_request(Some(&full_chat_request())), Ok(()));
+        let check = |edit: &dyn Fn(&mut Value)| {
+            let mut v = full_chat_request();
+            edit(&mut v);
+            validate_chat_request(Some(&v)).unwrap_err()
+        };
+        // Anthropic shapes left in a translated request.
+        for key in ["system", "stop_sequences", "top_k", "thinking"] {
+            let err = check(&|v| v[key] = json!("x"));
+            assert_eq!(
+                err,
+                format!("Unrecognized request argument supplied: {key}")
+            );
+        }
+        let err = check(&|v| v["messages"][1]["content"][1] = json!({"type":"image","source":{}}));
+        assert!(err.contains("'image'"), "{err}");
+        let err = check(&|v| {
+            v["messages"][3]["content"] = json!([{"type":"tool_result","tool_use_id":"call_1"}])
+        });
+        assert!(err.contains("'tool_result'"), "{err}");
+        let err = check(&|v| v["tools"][0] = json!({"name":"f","input_schema":{}}));
+        assert!(err.contains("tools[0].type"), "{err}");
+        let err = check(&|v| v["tool_choice"] = json!({"type":"any"}));
+        assert!(err.contains("tool_choice"), "{err}");
+        let err = check(&|v| v["messages"][3]["tool_call_id"] = json!("call_9"));
+        assert!(
+            err.contains("preceeding message with 'tool_calls'"),
+            "{err}"
+        );
+        let err = check(&|v| {
+            v["messages"].as_array_mut().unwrap().pop();
+        });
+        assert!(err.contains("call_1"), "an unanswered tool call: {err}");
+        let err =
+            check(&|v| v["messages"][2]["tool_calls"][0]["function"]["arguments"] = json!({}));
+        assert!(
+            err.contains("tool_calls"),
+            "arguments must be a string: {err}"
+        );
+        let err = check(&|v| v["stream"] = json!(false));
+        assert!(err.contains("stream_options"), "{err}");
+        let err = check(&|v| v["messages"] = json!([]));
+        assert!(err.contains("empty array"), "{err}");
+        let err = check(&|v| v["messages"][0]["role"] = json!("model"));
+        assert!(err.contains("'model'"), "{err}");
+        assert!(validate_chat_request(Some(&json!({"messages":[]}))).is_err());
+        assert!(validate_chat_request(None).is_err());
     }
 }

@@ -25,6 +25,8 @@ pub struct Ctx<'a> {
     pub created: u64,
     /// Anthropic request validation on `/v1/messages`.
     pub validate: bool,
+    /// OpenAI request validation on `/chat/completions`.
+    pub validate_openai: bool,
 }
 
 /// Plans the answer to `request` in `kind` (a leaf mode: composite modes are resolved by
@@ -158,7 +160,7 @@ pub fn respond(
     None
 }
 
-/// The provider's answer: validated (Anthropic), then streamed with `fault` when the
+/// The provider's answer: validated (Anthropic; OpenAI when switched on), then streamed with `fault` when the
 /// request asked for a stream, or a whole JSON body (where stream faults do not apply).
 fn success(
     ctx: &Ctx<'_>,
@@ -179,6 +181,14 @@ fn success(
     if ctx.validate && route == Route::Messages {
         if let Err(message) = payloads::validate_messages_request(parsed.as_ref()) {
             payloads::anthropic_error(&mut body, "invalid_request_error", &message, Some(ctx.id));
+            reply.head(400, JSON, ctx.name);
+            reply.body(&body, persist);
+            return Some(message);
+        }
+    }
+    if ctx.validate_openai && route == Route::Chat {
+        if let Err(message) = payloads::validate_chat_request(parsed.as_ref()) {
+            payloads::openai_invalid_request(&mut body, &message);
             reply.head(400, JSON, ctx.name);
             reply.body(&body, persist);
             return Some(message);
@@ -271,6 +281,7 @@ mod tests {
             id: 42,
             created: 1,
             validate: true,
+            validate_openai: false,
         };
         let mut reply = Reply::default();
         let rejected = respond(

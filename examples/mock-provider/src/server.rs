@@ -122,6 +122,7 @@ fn serve(shared: &Shared, stream: &TcpStream, side: Side) -> io::Result<()> {
                     id: shared.next_id(),
                     created: unix_now(),
                     validate: shared.validate(),
+                    validate_openai: shared.validate_openai(),
                 };
                 let rejected = respond::respond(&ctx, kind, shape, &request, &mut reply);
                 shared.record(request, kind, rejected);

@@ -27,6 +27,8 @@ pub struct Shared {
     active: RwLock<Arc<Active>>,
     /// Anthropic request validation on `/v1/messages`.
     validate: AtomicBool,
+    /// OpenAI request validation on `/chat/completions` (off unless asked for).
+    validate_openai: AtomicBool,
     /// Whether the data port is bound; guarded together with `listener_cv`.
     listener_open: Mutex<bool>,
     listener_cv: Condvar,
@@ -74,6 +76,7 @@ impl Shared {
             listen_addr,
             active: RwLock::new(Arc::new(Active::new(mode, Instant::now()))),
             validate: AtomicBool::new(validate),
+            validate_openai: AtomicBool::new(false),
             listener_open: Mutex::new(true),
             listener_cv: Condvar::new(),
             connections: Mutex::new(HashMap::new()),
@@ -97,6 +100,14 @@ impl Shared {
 
     pub fn set_validate(&self, on: bool) {
         self.validate.store(on, Ordering::Relaxed);
+    }
+
+    pub fn validate_openai(&self) -> bool {
+        self.validate_openai.load(Ordering::Relaxed)
+    }
+
+    pub fn set_validate_openai(&self, on: bool) {
+        self.validate_openai.store(on, Ordering::Relaxed);
     }
 
     pub fn next_id(&self) -> u64 {

@@ -365,3 +365,54 @@ fn control_api_errors_and_the_validation_switch() {
     let (_, stats) = mock.control("GET", "/stats", &Value::Null);
     assert_eq!(stats["total"], 0);
 }
+
+#[test]
+fn openai_validation_is_off_until_switched_on_and_answers_in_openai_shape() {
+    let mock = Mock::start(&[]);
+    // An Anthropic request on OpenAI's path: its top-level `system` is not an OpenAI field.
+    let anthropic_shaped = r#"{"model":"c","max_tokens":9,"system":"be brief","messages":[{"role":"user","content":"hi"}]}"#;
+    let (status, body) = split(&exchange(
+        mock.port,
+        "POST",
+        "/v1/chat/completions",
+        anthropic_shaped,
+    ));
+    assert_eq!(status, 200, "off by default: {body}");
+    let (_, settings) = mock.control("GET", "/settings", &Value::Null);
+    assert_eq!(
+        settings,
+        json!({"validate": true, "validate_openai": false})
+    );
+    let (status, settings) = mock.control("POST", "/settings", &json!({"validate_openai": true}));
+    assert_eq!(
+        (status, &settings["validate_openai"], &settings["validate"]),
+        (200, &json!(true), &json!(true))
+    );
+    let (status, body) = split(&exchange(
+        mock.port,
+        "POST",
+        "/v1/chat/completions",
+        anthropic_shaped,
+    ));
+    assert_eq!(status, 400, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        body["error"]["message"],
+        "Unrecognized request argument supplied: system"
+    );
+    let (_, log) = mock.control("GET", "/requests", &Value::Null);
+    assert_eq!(
+        log["requests"][1]["rejected"],
+        "Unrecognized request argument supplied: system"
+    );
+    // A bad setting changes nothing.
+    let (status, _) = mock.control(
+        "POST",
+        "/settings",
+        &json!({"validate": false, "validate_openai": "no"}),
+    );
+    assert_eq!(status, 400);
+    let (_, settings) = mock.control("GET", "/settings", &Value::Null);
+    assert_eq!(settings, json!({"validate": true, "validate_openai": true}));
+}
