@@ -208,7 +208,9 @@ impl Exchange {
             self.record_stream(rt, FailureReason::StreamError);
         }
         if end_of_stream {
-            return self.end_stream(rt, End::Clean, Some((len, chunk)));
+            // Held, Envoy's buffer is everything since the start, and all of it is replaced.
+            let tail = if start > 0 { body.read(len) } else { chunk };
+            return self.end_stream(rt, End::Clean, Some((len, tail)));
         }
         match &mut self.phase {
             // What Envoy holds (this chunk, or all held so far) goes as the client's format.

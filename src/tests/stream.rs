@@ -282,3 +282,23 @@ fn a_give_up_after_a_failed_stream_ends_with_an_error_event() {
         "an SDK raises on it: {text}"
     );
 }
+
+#[test]
+fn with_no_fallback_a_held_stream_cut_before_its_first_token_keeps_what_was_held() {
+    let mut c = streaming(true);
+    c.trip("anthropic");
+    c.trip("azure");
+    c.response(200, SSE);
+    assert_eq!(held(&mut c, ROLE, false).flow, Flow::Pause, "held");
+    // The upstream ends after a keep-alive comment: Envoy reports all it holds.
+    let all = format!("{ROLE}: keep-alive\n\n");
+    let end = held(&mut c, &all, true);
+    let Some(Effect::ReplaceResponseBody { len, body }) = end.effects.first() else {
+        panic!("an error event is appended: {end:?}");
+    };
+    assert_eq!(*len, all.len(), "the whole held buffer is replaced");
+    let text = String::from_utf8_lossy(body);
+    assert!(text.starts_with(ROLE), "the held start is kept: {text}");
+    assert!(text.contains("stream_truncated"), "{text}");
+    assert_eq!(count(&c, "failures{openai,stream_truncated}"), 1);
+}
