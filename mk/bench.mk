@@ -43,7 +43,7 @@ PORTKEY_SRC   := examples/bench/portkey
 PORTKEY_DIR   := .tools/portkey
 PORTKEY_JS    := $(PORTKEY_DIR)/node_modules/@portkey-ai/gateway/build/start-server.js
 
-.PHONY: bench bench-smoke bench-peers bench-litellm bench-render bench-wrk bench-modules \
+.PHONY: bench bench-translate bench-smoke bench-peers bench-litellm bench-render bench-wrk bench-modules \
         bench-exports bench-base bench-stream bench-before-after-module bench-before-after portkey
 
 # The modules the filter is compared with, post-processed like the release build
@@ -93,6 +93,12 @@ bench-wrk:
 
 bench: build envoy mock bench-wrk bench-modules bench-base
 	$(BENCH_PY) run
+	$(MAKE) --no-print-directory bench-translate
+
+# Provider translation's CPU per request and per streamed chunk, natively, against the same
+# bodies untranslated (BENCHMARKS.md, "Provider translation").
+bench-translate:
+	cargo run --quiet --release --example translate-cost
 
 # The stream part of make bench alone (streams, and the non-streaming success path against
 # the filter before stream judging): the rest of target/bench/results.json is kept.
