@@ -6,6 +6,8 @@ mod hints;
 mod model_rewrite;
 mod sse_framing;
 mod state_codec;
+mod translate_body;
+mod translate_stream;
 
 /// A named fuzz target: `run` panics when the code under test misbehaves on `data`.
 pub struct Target {
@@ -34,5 +36,13 @@ pub const ALL: &[Target] = &[
     Target {
         name: "sse_framing",
         run: sse_framing::run,
+    },
+    Target {
+        name: "translate_body",
+        run: translate_body::run,
+    },
+    Target {
+        name: "translate_stream",
+        run: translate_stream::run,
     },
 ];

@@ -83,14 +83,14 @@ fn frame<'a>(cap: usize, chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<Got>, b
 }
 
 /// Chunk sizes 0..=7 from a xorshift seeded by one byte: every eighth chunk or so is empty.
-struct Chunks<'a> {
+pub(super) struct Chunks<'a> {
     rest: &'a [u8],
     state: u32,
     done: bool,
 }
 
 impl<'a> Chunks<'a> {
-    fn new(stream: &'a [u8], seed: u8) -> Self {
+    pub(super) fn new(stream: &'a [u8], seed: u8) -> Self {
         Chunks {
             rest: stream,
             state: 0x9e37_79b9 ^ u32::from(seed),
