@@ -315,6 +315,12 @@ impl Exchange {
     }
 
     /// The phase's name, for logs and tests.
+    /// Bytes of the request body kept for a possible failover.
+    #[cfg(test)]
+    pub(crate) fn kept_request_bytes(&self) -> usize {
+        self.client.copy.as_ref().map_or(0, |c| c.body.len())
+    }
+
     pub fn phase_name(&self) -> &'static str {
         match self.phase {
             Phase::New => "new",

@@ -128,6 +128,11 @@ impl Exchange {
             out: Vec::new(),
         };
         self.phase = Phase::Streaming(Box::new(stream));
+        if !hold {
+            // A stream that is not held can never be re-sent: its request copy goes now, not
+            // when the stream ends (a long stream would hold it for minutes).
+            self.client.copy = None;
+        }
         if hold {
             Step::pause()
         } else {
@@ -199,10 +204,12 @@ impl Exchange {
                 s.held = Some(len);
                 return Step::pause();
             }
-            // The first token, the end, or the cap: everything held goes now.
+            // The first token, the end, or the cap: everything held goes now, and the stream
+            // can no longer fail over, so the request copy goes too.
             if let Phase::Streaming(s) = &mut self.phase {
                 s.held = None;
             }
+            self.client.copy = None;
         }
         if seen.error {
             self.record_stream(rt, FailureReason::StreamError);

@@ -302,3 +302,26 @@ fn with_no_fallback_a_held_stream_cut_before_its_first_token_keeps_what_was_held
     assert!(text.contains("stream_truncated"), "{text}");
     assert_eq!(count(&c, "failures{openai,stream_truncated}"), 1);
 }
+
+#[test]
+fn a_stream_drops_its_request_copy_once_it_can_no_longer_fail_over() {
+    let mut c = streaming(true);
+    assert!(c.ex.kept_request_bytes() > 0, "kept for failover");
+    c.response(200, SSE);
+    held(&mut c, ROLE, false);
+    assert!(
+        c.ex.kept_request_bytes() > 0,
+        "held: it may still fail over"
+    );
+    held(&mut c, &format!("{ROLE}{TOKEN}"), false);
+    assert_eq!(c.ex.kept_request_bytes(), 0, "committed at the first token");
+
+    let mut d = streaming(false);
+    assert!(d.ex.kept_request_bytes() > 0);
+    d.response(200, SSE);
+    assert_eq!(
+        d.ex.kept_request_bytes(),
+        0,
+        "not held: it can never fail over"
+    );
+}
