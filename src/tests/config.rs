@@ -20,7 +20,7 @@ pub(crate) const FULL: &str = r#"{
   "upstreams": [
     {"name": "openai", "cluster": "openai", "fallbacks": ["anthropic", "azure"]},
     {"name": "openai-embeddings", "cluster": "openai", "failure_threshold": 10, "recovery_timeout": 60},
-    {"name": "anthropic", "cluster": "anthropic", "rewrite": {"model": "claude-3-5-sonnet-20241022"}},
+    {"name": "anthropic", "cluster": "anthropic", "api": "anthropic", "rewrite": {"model": "claude-3-5-sonnet-20241022"}},
     {"name": "azure", "cluster": "azure-openai", "failure_threshold": 3,
      "rewrite": {"path": "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-02-15-preview", "host": "myco.openai.azure.com"}}
   ],
