@@ -1,9 +1,8 @@
 //! Checks of single values shared by every part of compilation: durations, ratios, counts
 //! and HTTP header names and values. Each returns the typed value or an error naming `path`.
 
-use std::collections::BTreeMap;
-
 use super::error::ConfigError;
+use super::field::HeaderMap;
 
 pub(super) fn at_least_one(path: &str, v: u32) -> Result<u32, ConfigError> {
     if v == 0 {
@@ -67,7 +66,7 @@ pub(super) fn header_name(path: &str, name: &str) -> Result<String, ConfigError>
 
 pub(super) fn header_pairs(
     path: &str,
-    headers: BTreeMap<String, String>,
+    headers: HeaderMap,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     headers
         .into_iter()

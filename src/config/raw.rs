@@ -9,12 +9,10 @@
 //! (The same key paths came from the `serde_path_to_error` crate before; it wraps every
 //! visitor of every type and cost ~40 KB of the 400 KiB wasm budget, this reader ~3 KB.)
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::error::{join_path, ConfigError, ConfigErrorKind};
-use super::field::Field;
+use super::field::{Field, HeaderMap};
 use super::model::{AlertFormat, AlertOn, Mode};
 use crate::outcome::FailureReason;
 
@@ -340,7 +338,7 @@ pub(super) struct RawRewrite {
     pub model: Option<String>,
     pub path: Option<String>,
     pub host: Option<String>,
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeaderMap,
 }
 
 impl RawRewrite {
@@ -359,7 +357,7 @@ impl RawRewrite {
 pub(super) struct RawRecoveryProbe {
     pub method: Option<String>,
     pub path: Option<String>,
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeaderMap,
     pub body: Option<String>,
     pub interval: Option<f64>,
     pub timeout: Option<f64>,
@@ -406,7 +404,7 @@ impl RawRoute {
 pub(super) struct RawMatch {
     pub path_prefix: Option<String>,
     pub host: Option<String>,
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeaderMap,
     pub model: Option<String>,
 }
 
@@ -467,7 +465,7 @@ pub(super) struct RawAlerting {
     pub cluster: String,
     pub authority: Option<String>,
     pub path: Option<String>,
-    pub headers: BTreeMap<String, String>,
+    pub headers: HeaderMap,
     pub timeout: Option<f64>,
     pub format: Option<AlertFormat>,
     pub min_interval: Option<f64>,
