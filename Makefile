@@ -76,7 +76,18 @@ prometheus:
 # (BENCHMARKS.md, `make bench-exports`); `make build WASM_EXPORTS=` keeps every SDK export.
 WASM_FEATURES  := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
                   --enable-mutable-globals
-WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers $(WASM_FEATURES)
+# Beyond -Oz (measured on cargo's module of 7ac7485, 384,979 bytes with -Oz alone):
+# --low-memory-unused lets wasm-opt fold constant address offsets into loads and stores
+# (-2,873 bytes). It assumes no access below address 1024: rustc links the stack first, at
+# [0, 1 MiB) growing down, so those addresses are the stack's last KiB, reached only past an
+# overflow; the fold differs from the original only when a pointer plus a small constant wraps
+# past 4 GiB. --duplicate-function-elimination and --merge-similar-functions first merge
+# identical and near-identical monomorphizations (-1,616 bytes); --converge repeats -Oz until
+# the module stops shrinking (-695 bytes). Each figure alone against -Oz; together 379,876
+# bytes (-5,103).
+WASM_OPT_FLAGS := --low-memory-unused --duplicate-function-elimination \
+                  --merge-similar-functions -Oz --converge --strip-debug --strip-producers \
+                  $(WASM_FEATURES)
 KEPT_EXPORTS   := src/adapter/exports.txt
 WASM_EXPORTS   := $(KEPT_EXPORTS)
 WASM_POST       = WASM_FEATURES="$(WASM_FEATURES)" WASM_OPT_FLAGS="$(WASM_OPT_FLAGS)" mk/wasm-post.sh

@@ -1,9 +1,8 @@
 //! Checks of single values shared by every part of compilation: durations, ratios, counts
 //! HTTP header names and values, and wire formats (`api`). Each returns the typed value or an error naming `path`.
 
-use std::collections::BTreeMap;
-
 use super::error::ConfigError;
+use super::field::HeaderMap;
 use crate::translate::Api;
 
 pub(super) fn at_least_one(path: &str, v: u32) -> Result<u32, ConfigError> {
@@ -68,7 +67,7 @@ pub(super) fn header_name(path: &str, name: &str) -> Result<String, ConfigError>
 
 pub(super) fn header_pairs(
     path: &str,
-    headers: BTreeMap<String, String>,
+    headers: HeaderMap,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     headers
         .into_iter()

@@ -7,8 +7,6 @@
 //! (`invalid type: floating point `1.5`, expected u32`); `src/tests/config_fields.rs` checks
 //! them against serde for every JSON kind.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Number, Value};
 
 use super::error::{ConfigError, ConfigErrorKind};
@@ -134,16 +132,19 @@ impl Field for String {
     }
 }
 
-impl Field for BTreeMap<String, String> {
+/// A header map: `{"name": "value", ...}`, in serde_json's (sorted, duplicate-free) key order.
+/// A list of pairs, not a `BTreeMap`: a second map type linked its own copy of the B-tree's
+/// insert, clone, iteration and drop code into the wasm.
+pub(super) type HeaderMap = Vec<(String, String)>;
+
+impl Field for HeaderMap {
     #[inline(never)]
-    fn read(path: &str, value: Value) -> Result<BTreeMap<String, String>, ConfigError> {
+    fn read(path: &str, value: Value) -> Result<HeaderMap, ConfigError> {
         match value {
             Value::Object(map) => {
-                // Inserted one by one: collecting into a map links a generic stable sort
-                // (4.7 KB of wasm); serde_json's map is sorted already.
-                let mut out = BTreeMap::new();
+                let mut out = Vec::with_capacity(map.len());
                 for (k, v) in map {
-                    out.insert(k, String::read(path, v)?);
+                    out.push((k, String::read(path, v)?));
                 }
                 Ok(out)
             }

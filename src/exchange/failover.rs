@@ -47,12 +47,18 @@ pub fn triggers(cfg: &Failover, outcome: &Outcome) -> Option<FailureReason> {
 }
 
 /// `a->b->c` for the upstreams a request went through.
+///
+/// (Written name by name: joining a `Vec<&str>` linked a second copy of `join` (569 bytes of wasm)
+/// beside the one for `String`s.)
 pub fn chain_label(config: &Config, chain: &[UpstreamId]) -> String {
-    chain
-        .iter()
-        .map(|&u| config.upstream(u).name.as_str())
-        .collect::<Vec<_>>()
-        .join("->")
+    let mut label = String::new();
+    for (i, &u) in chain.iter().enumerate() {
+        if i > 0 {
+            label.push_str("->");
+        }
+        label.push_str(&config.upstream(u).name);
+    }
+    label
 }
 
 /// Sets `name` to `value` in a header list, replacing an existing entry.

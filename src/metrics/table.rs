@@ -5,8 +5,6 @@
 //! can emit, for every upstream and label value of the configuration, and implements
 //! [`MetricsSink`] over the ids. Labels travel in the stat name (see [`stat_name`]).
 
-use std::collections::HashMap;
-
 use super::{stat_name, AlertResult, FailoverResult, MetricsSink, TranslationResult};
 use crate::breaker::StateKind;
 use crate::config::{Config, UpstreamId};
@@ -66,8 +64,10 @@ struct PerUpstream {
 pub struct StatSink<S: Stats> {
     stats: S,
     upstreams: Vec<PerUpstream>,
-    /// `[success, failure, skipped]` per ordered pair of a fallback chain.
-    failovers: HashMap<(UpstreamId, UpstreamId), [Id; 3]>,
+    /// `[success, failure, skipped]` per ordered pair of a fallback chain, each pair once. A
+    /// list searched in order, not a `HashMap`: failovers are rare and the pairs few, and the
+    /// map linked SipHash, its random seed and its own table code into the wasm.
+    failovers: Vec<((UpstreamId, UpstreamId), [Id; 3])>,
     all_open: Id,
     body_over_limit: Id,
     alerts: [Id; 3],
@@ -139,24 +139,26 @@ impl<S: Stats> StatSink<S> {
             })
             .collect();
         // A failover goes from the upstream that failed to any later one of its chain.
-        let mut failovers = HashMap::new();
+        let mut failovers: Vec<((UpstreamId, UpstreamId), [Id; 3])> = Vec::new();
         for p in config.ids() {
             let chain = config.chain(p);
             for (i, &from) in chain.iter().enumerate() {
                 for &to in chain.iter().skip(i + 1) {
-                    failovers.entry((from, to)).or_insert_with(|| {
-                        let (f, t) = (&config.upstream(from).name, &config.upstream(to).name);
-                        FailoverResult::ALL.map(|r| {
-                            counter(
-                                "circuit_breaker_failovers",
-                                &[
-                                    ("from", f.as_str()),
-                                    ("to", t.as_str()),
-                                    ("result", r.as_str()),
-                                ],
-                            )
-                        })
+                    if failovers.iter().any(|(pair, _)| *pair == (from, to)) {
+                        continue;
+                    }
+                    let (f, t) = (&config.upstream(from).name, &config.upstream(to).name);
+                    let ids = FailoverResult::ALL.map(|r| {
+                        counter(
+                            "circuit_breaker_failovers",
+                            &[
+                                ("from", f.as_str()),
+                                ("to", t.as_str()),
+                                ("result", r.as_str()),
+                            ],
+                        )
                     });
+                    failovers.push(((from, to), ids));
                 }
             }
         }
@@ -270,7 +272,8 @@ impl<S: Stats> MetricsSink for StatSink<S> {
 
     fn failover(&self, from: UpstreamId, to: UpstreamId, result: FailoverResult) {
         let i = FailoverResult::ALL.iter().position(|r| *r == result);
-        self.inc(self.failovers.get(&(from, to)).and_then(|ids| ids.get(i?)));
+        let ids = self.failovers.iter().find(|(pair, _)| *pair == (from, to));
+        self.inc(ids.and_then(|(_, ids)| ids.get(i?)));
     }
 
     fn translation(&self, upstream: UpstreamId, result: TranslationResult) {
