@@ -683,3 +683,63 @@ mod properties {
         }
     }
 }
+
+/// `body` is exactly what printing its parsed `Value` gives: compact, keys sorted.
+fn assert_canonical(body: &[u8]) {
+    let parsed: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        parsed.to_string(),
+        "not written as serde_json prints it"
+    );
+}
+
+#[test]
+fn the_request_is_written_byte_for_byte_as_serde_json_prints_it() {
+    let req = json!({
+        "model": "gpt-4o", "max_tokens": 50, "temperature": 2, "stop": "END", "stream": true,
+        "user": "u\"1", "parallel_tool_calls": false,
+        "tool_choice": { "type": "function", "function": { "name": "get" } },
+        "tools": [
+            { "type": "function", "function": { "name": "get", "description": "Gets.",
+              "parameters": { "type": "object", "properties": { "b": {}, "a": {} } } } },
+            { "type": "function", "function": { "name": "put" } },
+        ],
+        "messages": [
+            { "role": "system", "content": "One." },
+            { "role": "developer", "content": [{ "type": "text", "text": "Two\n" }] },
+            { "role": "user", "content": [
+                { "type": "text", "text": "Look" },
+                { "type": "image_url", "image_url": { "url": "data:image/png;base64,AAAA" } },
+                { "type": "image_url", "image_url": { "url": "https://x.test/a.png" } },
+                { "type": "file", "file": { "file_data": "data:application/pdf;base64,BBBB" } },
+            ] },
+            { "role": "user", "content": "again" },
+            { "role": "assistant", "content": "Calling", "tool_calls": [
+                { "id": "c1", "type": "function",
+                  "function": { "name": "get", "arguments": "{\"z\":1,\"a\":[true,null]}" } },
+                { "id": "c2", "type": "function", "function": { "name": "put", "arguments": "[" } },
+            ] },
+            { "role": "tool", "tool_call_id": "c1", "content": "42" },
+            { "role": "tool", "tool_call_id": "c2", "content": [{ "type": "text", "text": "ok" }] },
+            { "role": "assistant", "content": "" },
+            { "role": "user", "content": "done?" },
+        ],
+    });
+    let body = request(&serde_json::to_vec(&req).unwrap(), 4096)
+        .unwrap()
+        .body;
+    assert_canonical(&body);
+    let mut req = req;
+    req["stop"] = json!(["a", " ", "b"]);
+    req["top_p"] = json!(0.5);
+    req["temperature"] = Value::Null;
+    req["tool_choice"] = json!("none");
+    req["messages"] =
+        json!([{ "role": "system", "content": "Only." }, { "role": "user", "content": "Hi" }]);
+    let body = request(&serde_json::to_vec(&req).unwrap(), 4096)
+        .unwrap()
+        .body;
+    assert_canonical(&body);
+    assert!(String::from_utf8_lossy(&body).contains(r#""system":"Only.""#));
+}

@@ -50,7 +50,7 @@
 //! message: OpenAI answers after it rather than continuing it.
 
 mod answer;
-mod json;
+pub(super) mod json;
 mod stream;
 mod tools;
 
