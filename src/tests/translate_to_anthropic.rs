@@ -743,3 +743,59 @@ fn the_request_is_written_byte_for_byte_as_serde_json_prints_it() {
     assert_canonical(&body);
     assert!(String::from_utf8_lossy(&body).contains(r#""system":"Only.""#));
 }
+
+#[test]
+fn answers_errors_and_stream_chunks_are_written_byte_for_byte_as_serde_json_prints_them() {
+    let answer = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude\t4",
+        "content": [
+            { "type": "text", "text": "Hi \"there\"" },
+            { "type": "tool_use", "id": "t1", "name": "get", "input": { "z": 1, "a": "x" } },
+        ],
+        "stop_reason": "tool_use",
+        "usage": { "input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 2 },
+    });
+    assert_canonical(&response(&serde_json::to_vec(&answer).unwrap()).unwrap());
+    let mut only_tools = answer.clone();
+    only_tools["content"] = json!([{ "type": "tool_use", "id": "t1", "name": "get" }]);
+    assert_canonical(&response(&serde_json::to_vec(&only_tools).unwrap()).unwrap());
+    let err =
+        json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Busy" } });
+    assert_canonical(&error(529, &serde_json::to_vec(&err).unwrap()));
+    assert_canonical(&error(418, b"<html>teapot</html>"));
+
+    let events = [
+        json!({ "type": "message_start", "message": { "id": "m", "model": "c",
+            "usage": { "input_tokens": 5, "output_tokens": 1 } } }),
+        json!({ "type": "content_block_start", "index": 0,
+            "content_block": { "type": "text", "text": "A" } }),
+        json!({ "type": "content_block_delta", "index": 0,
+            "delta": { "type": "text_delta", "text": "b\n" } }),
+        json!({ "type": "content_block_start", "index": 1,
+            "content_block": { "type": "tool_use", "id": "t", "name": "get", "input": {} } }),
+        json!({ "type": "content_block_delta", "index": 1,
+            "delta": { "type": "input_json_delta", "partial_json": "{\"a\":" } }),
+        json!({ "type": "message_delta", "delta": { "stop_reason": "tool_use" },
+            "usage": { "output_tokens": 9 } }),
+        json!({ "type": "message_stop" }),
+    ];
+    let mut input = Vec::new();
+    for e in &events {
+        input.extend_from_slice(format!("event: x\ndata: {e}\n\n").as_bytes());
+    }
+    let mut stream = Stream::new();
+    let mut out = Vec::new();
+    stream.feed(&input, &mut out);
+    let mut error_stream = Stream::new();
+    let failure = json!({ "type": "error", "error": { "type": "api_error", "message": "m" } });
+    error_stream.feed(format!("data: {failure}\n\n").as_bytes(), &mut out);
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.split("\n\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    for line in lines {
+        let data = line.strip_prefix("data: ").unwrap();
+        if data != "[DONE]" {
+            assert_canonical(data.as_bytes());
+        }
+    }
+}

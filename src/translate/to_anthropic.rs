@@ -36,7 +36,6 @@
 //! Every other unknown key is left out silently (Anthropic rejects unknown keys with a 400).
 
 mod answer;
-mod json;
 mod stream;
 
 pub use answer::{error, response};
