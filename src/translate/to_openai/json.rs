@@ -27,12 +27,14 @@ impl W {
         W(Vec::with_capacity(n))
     }
 
+    #[inline(never)]
     pub fn raw(&mut self, s: &str) -> &mut W {
         self.0.extend_from_slice(s.as_bytes());
         self
     }
 
     /// A comma unless the last byte opened an object or array.
+    #[inline(never)]
     pub fn sep(&mut self) -> &mut W {
         if !matches!(self.0.last(), None | Some(b'{' | b'[')) {
             self.0.push(b',');
@@ -41,16 +43,19 @@ impl W {
     }
 
     /// `,"key":` (the comma when needed); `key` needs no escaping.
+    #[inline(never)]
     pub fn key(&mut self, key: &str) -> &mut W {
         self.sep().raw("\"").raw(key).raw("\":")
     }
 
     /// `s` as a JSON string.
+    #[inline(never)]
     pub fn str(&mut self, s: &str) -> &mut W {
         let _ = serde_json::to_writer(&mut self.0, s);
         self
     }
 
+    #[inline(never)]
     pub fn num(&mut self, n: u64) -> &mut W {
         self.raw(&n.to_string())
     }
