@@ -84,3 +84,18 @@ impl W {
         }
     }
 }
+
+/// The value at `path` (object keys, or array indexes written in decimal), as
+/// `Value::pointer` finds it for a path of plain tokens, without its escape handling
+/// (`str::replace` and the pointer's parsing cost ~1 KB of the wasm module).
+pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut v = v;
+    for token in path {
+        v = match v {
+            Value::Object(map) => map.get(*token)?,
+            Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}

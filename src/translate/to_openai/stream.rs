@@ -27,7 +27,7 @@
 use serde_json::Value;
 
 use super::answer::{error_type, stop_reason, usage};
-use super::json::parse;
+use super::json::{at, parse};
 use crate::sse::{Frame, Framer};
 
 /// Largest event held while it is assembled.
@@ -137,7 +137,7 @@ impl State {
         }
         let text_of = |k: &str| chunk.get(k).and_then(Value::as_str).unwrap_or("");
         self.start(text_of("id"), text_of("model"), out);
-        if let Some(choice) = chunk.pointer("/choices/0") {
+        if let Some(choice) = at(&chunk, &["choices", "0"]) {
             if let Some(delta) = choice.get("delta") {
                 self.delta(delta, out);
             }
