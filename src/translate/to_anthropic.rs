@@ -107,20 +107,25 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
     if let Some(model) = req.get("model") {
         w.key("model").value(model);
     }
-    let mut stops = Vec::new();
-    match req.get("stop") {
-        Some(s @ Value::String(_)) => stops.push(s),
-        Some(Value::Array(a)) => stops.extend(
-            a.iter()
-                .filter(|s| s.as_str().is_some_and(|s| !s.trim().is_empty())),
-        ),
-        _ => {}
-    }
-    if !stops.is_empty() {
-        w.key("stop_sequences").raw("[");
-        for stop in stops {
-            w.sep().value(stop);
+    // A single string is kept as it is; in an array, blank stops are left out.
+    let stop = req.get("stop");
+    let single = matches!(stop, Some(Value::String(_)));
+    let stops = match stop {
+        Some(s @ Value::String(_)) => std::slice::from_ref(s),
+        Some(Value::Array(a)) => a.as_slice(),
+        _ => &[],
+    };
+    let mut open = false;
+    for s in stops {
+        if single || s.as_str().is_some_and(|s| !s.trim().is_empty()) {
+            if !open {
+                w.key("stop_sequences").raw("[");
+                open = true;
+            }
+            w.sep().value(s);
         }
+    }
+    if open {
         w.raw("]");
     }
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
@@ -380,10 +385,10 @@ fn tool_result(m: &Value, content: Option<&Value>, w: &mut W) {
 /// `tool_choice` and `tools` (with `parallel_tool_calls: false`), in that order.
 fn tools(req: &Obj, w: &mut W) {
     let defs = req.get("tools").and_then(Value::as_array);
-    let mut functions = defs.into_iter().flatten().filter_map(|t| t.get("function"));
-    let Some(first) = functions.next() else {
+    let defs = defs.map_or(&[][..], Vec::as_slice);
+    if !defs.iter().any(|t| t.get("function").is_some()) {
         return;
-    };
+    }
     let serial = req.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
     w.key("tool_choice").raw("{");
     let (kind, name) = match req.get("tool_choice") {
@@ -403,7 +408,7 @@ fn tools(req: &Obj, w: &mut W) {
     }
     w.key("type").str(kind).raw("}");
     w.key("tools").raw("[");
-    for f in std::iter::once(first).chain(functions) {
+    for f in defs.iter().filter_map(|t| t.get("function")) {
         w.sep().raw("{");
         if let Some(d) = f.get("description").filter(|d| d.is_string()) {
             w.key("description").value(d);

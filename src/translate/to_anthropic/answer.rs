@@ -187,7 +187,7 @@ fn fallback_message(status: u16, body: &[u8]) -> String {
     let text = text.trim();
     if text.is_empty() {
         let mut m = String::from("upstream answered HTTP ");
-        m.push_str(&status.to_string());
+        m.push_str(&u64::from(status).to_string());
         return m;
     }
     let mut end = text.len().min(MESSAGE_CAP);
