@@ -240,7 +240,10 @@ impl Exchange {
 
 /// `openai->anthropic`: the client's format, then the upstream's.
 pub(super) fn label((client, served): (Api, Api)) -> String {
-    format!("{}->{}", client.name(), served.name())
+    let mut label = String::from(client.name());
+    label.push_str("->");
+    label.push_str(served.name());
+    label
 }
 
 /// A whole SSE answer of `served`'s format in `client`'s.

@@ -335,12 +335,8 @@ fn assistant_turn(
             let (Some(id), Some(name)) = (str_of(b, "id"), str_of(b, "name")) else {
                 return Err(Refused::NotJson);
             };
-            let mut args = W::with_capacity(64);
-            match b.get("input") {
-                Some(input) => args.value(input),
-                None => args.raw("{}"),
-            };
-            let args = String::from_utf8_lossy(&args.0);
+            // `Value`'s printing is the writer's (`W::value` writes what it prints).
+            let args = b.get("input").map_or_else(|| "{}".into(), Value::to_string);
             w.sep().raw(r#"{"id":"#).str(id);
             w.raw(r#","type":"function","function":{"name":"#).str(name);
             w.raw(r#","arguments":"#).str(&args).raw("}}");

@@ -144,12 +144,11 @@ pub fn error(status: u16, body: &[u8]) -> Vec<u8> {
     let parsed = parse(body);
     let err = parsed.as_ref().and_then(|v| v.get("error"));
     let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str);
-    let message = match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
-        Some(m) => m.to_string(),
-        None => fallback_message(status, body),
-    };
-    let mut w = W::with_capacity(message.len() + 96);
-    error_value(&mut w, status, kind, &message);
+    let mut w = W::with_capacity(128);
+    match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
+        Some(m) => error_value(&mut w, status, kind, m),
+        None => error_value(&mut w, status, kind, &fallback_message(status, body)),
+    }
     w.0
 }
 
