@@ -59,12 +59,12 @@ impl Exchange {
     /// The request headers a translation for `u` sets, before `u`'s rewrite (whose own
     /// `path` wins): the target's path, `anthropic-version` for Anthropic, and
     /// `accept-encoding: identity` (the filter does not decode bodies).
-    pub(super) fn translation_headers(
+    pub(super) fn translation_headers<'c>(
         &self,
-        cfg: &Config,
+        cfg: &'c Config,
         primary: UpstreamId,
         u: UpstreamId,
-    ) -> Vec<(&'static str, String)> {
+    ) -> Vec<(&'static str, &'c str)> {
         let Some((_, served)) = self.xlate(cfg, u) else {
             return Vec::new();
         };
@@ -73,13 +73,13 @@ impl Exchange {
         let rewrites_path =
             u != primary && target.rewrite.as_ref().is_some_and(|r| r.path.is_some());
         if !rewrites_path {
-            out.push((":path", served.path().to_string()));
+            out.push((":path", served.path()));
         }
         if served == Api::Anthropic {
-            out.push(("anthropic-version", target.anthropic_version.clone()));
+            out.push(("anthropic-version", target.anthropic_version.as_str()));
         }
         // The answer is read to be translated: it must come uncompressed.
-        out.push(("accept-encoding", "identity".to_string()));
+        out.push(("accept-encoding", "identity"));
         out
     }
 
