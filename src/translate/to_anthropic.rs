@@ -92,9 +92,8 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
         dropped.push("response_format");
     }
     let mut w = W::with_capacity(body.len() + 128);
-    let max = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| req.get(*k).and_then(Value::as_u64))
+    let max = (req.get("max_completion_tokens").and_then(Value::as_u64))
+        .or_else(|| req.get("max_tokens").and_then(Value::as_u64))
         .filter(|&m| m > 0)
         .unwrap_or(u64::from(default_max_tokens));
     w.raw("{").key("max_tokens").num(max);

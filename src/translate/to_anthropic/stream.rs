@@ -109,10 +109,10 @@ impl State {
                 let usage = msg.get("usage");
                 let count = |k| usage.and_then(|u| u.get(k)).and_then(Value::as_u64);
                 self.cached_tokens = count("cache_read_input_tokens").unwrap_or(0);
-                self.input_tokens = ["input_tokens", "cache_creation_input_tokens"]
-                    .into_iter()
-                    .filter_map(count)
-                    .fold(self.cached_tokens, u64::saturating_add);
+                self.input_tokens = self
+                    .cached_tokens
+                    .saturating_add(count("input_tokens").unwrap_or(0))
+                    .saturating_add(count("cache_creation_input_tokens").unwrap_or(0));
                 self.output_tokens = count("output_tokens").unwrap_or(0);
                 let mut delta = W::with_capacity(40);
                 delta.raw("{\"content\":\"\",\"role\":\"assistant\"}");
