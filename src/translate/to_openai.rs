@@ -158,14 +158,7 @@ pub fn request(body: &[u8]) -> Result<Request, Refused> {
     }
     for key in ["top_k", "service_tier"] {
         if req.get(key).is_some_and(|v| !v.is_null()) {
-            note(
-                &mut dropped,
-                if key == "top_k" {
-                    "top_k"
-                } else {
-                    "service_tier"
-                },
-            );
+            note(&mut dropped, key);
         }
     }
 
