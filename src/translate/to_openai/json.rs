@@ -1,4 +1,5 @@
-//! JSON read and written for the translation with the least code in the wasm module.
+//! JSON read and written for the translation (both directions) with the least code in the
+//! wasm module.
 //!
 //! Bodies are parsed with `serde_json::from_str` into a `Value`, the same instance of the
 //! parser the configuration uses (`from_slice` would link a second one), and the translated
