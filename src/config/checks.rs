@@ -86,13 +86,13 @@ pub(super) fn header_pairs(
 
 /// An `api` value: `openai` or `anthropic`.
 pub(super) fn compile_api(path: String, name: &str) -> Result<Api, ConfigError> {
-    [Api::OpenAi, Api::Anthropic]
-        .into_iter()
-        .find(|a| a.name() == name)
-        .ok_or_else(|| {
-            ConfigError::range(
-                path,
-                format!("unknown api \"{name}\" (expected \"openai\" or \"anthropic\")"),
-            )
-        })
+    // The names are `Api::name`'s.
+    match name {
+        "openai" => Ok(Api::OpenAi),
+        "anthropic" => Ok(Api::Anthropic),
+        _ => Err(ConfigError::range(
+            path,
+            format!("unknown api \"{name}\" (expected \"openai\" or \"anthropic\")"),
+        )),
+    }
 }

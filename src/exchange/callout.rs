@@ -119,7 +119,7 @@ impl Exchange {
         for (name, value) in self.translation_headers(cfg, f.primary, next) {
             // The rewrite's own headers win (its path is already left out).
             if !rewrite.is_some_and(|r| r.headers.iter().any(|(k, _)| k == name)) {
-                set_header(&mut call_headers, name, &value);
+                set_header(&mut call_headers, name, value);
             }
         }
         f.call = Some(Call {

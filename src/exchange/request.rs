@@ -260,9 +260,8 @@ impl Exchange {
                 }
                 let mut effects = Vec::new();
                 let mut undo = Vec::new();
-                let translated = self.translation_headers(cfg, primary, upstream);
                 let mut changes: Vec<(&str, &str)> =
-                    translated.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    self.translation_headers(cfg, primary, upstream);
                 if upstream != primary {
                     metrics.fallback(primary, upstream);
                     if let Some(rw) = &cfg.upstream(upstream).rewrite {

@@ -59,12 +59,12 @@ impl Exchange {
     /// The request headers a translation for `u` sets, before `u`'s rewrite (whose own
     /// `path` wins): the target's path, `anthropic-version` for Anthropic, and
     /// `accept-encoding: identity` (the filter does not decode bodies).
-    pub(super) fn translation_headers(
+    pub(super) fn translation_headers<'c>(
         &self,
-        cfg: &Config,
+        cfg: &'c Config,
         primary: UpstreamId,
         u: UpstreamId,
-    ) -> Vec<(&'static str, String)> {
+    ) -> Vec<(&'static str, &'c str)> {
         let Some((_, served)) = self.xlate(cfg, u) else {
             return Vec::new();
         };
@@ -73,13 +73,13 @@ impl Exchange {
         let rewrites_path =
             u != primary && target.rewrite.as_ref().is_some_and(|r| r.path.is_some());
         if !rewrites_path {
-            out.push((":path", served.path().to_string()));
+            out.push((":path", served.path()));
         }
         if served == Api::Anthropic {
-            out.push(("anthropic-version", target.anthropic_version.clone()));
+            out.push(("anthropic-version", target.anthropic_version.as_str()));
         }
         // The answer is read to be translated: it must come uncompressed.
-        out.push(("accept-encoding", "identity".to_string()));
+        out.push(("accept-encoding", "identity"));
         out
     }
 
@@ -110,11 +110,18 @@ impl Exchange {
                 metrics.translation(u, TranslationResult::Translated);
                 if !t.dropped.is_empty() {
                     metrics.translation(u, TranslationResult::Dropped);
+                    // Joined by hand: `join` would link its own copy of the joining code.
+                    let mut list = String::new();
+                    for d in &t.dropped {
+                        if !list.is_empty() {
+                            list.push_str(", ");
+                        }
+                        list.push_str(d);
+                    }
                     info!(
-                        "request to {} translated to {}: dropped {}",
+                        "request to {} translated to {}: dropped {list}",
                         target.name,
                         served.name(),
-                        t.dropped.join(", ")
                     );
                 }
                 Some(t.body)
@@ -233,7 +240,10 @@ impl Exchange {
 
 /// `openai->anthropic`: the client's format, then the upstream's.
 pub(super) fn label((client, served): (Api, Api)) -> String {
-    format!("{}->{}", client.name(), served.name())
+    let mut label = String::from(client.name());
+    label.push_str("->");
+    label.push_str(served.name());
+    label
 }
 
 /// A whole SSE answer of `served`'s format in `client`'s.

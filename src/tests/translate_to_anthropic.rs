@@ -683,3 +683,119 @@ mod properties {
         }
     }
 }
+
+/// `body` is exactly what printing its parsed `Value` gives: compact, keys sorted.
+fn assert_canonical(body: &[u8]) {
+    let parsed: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        parsed.to_string(),
+        "not written as serde_json prints it"
+    );
+}
+
+#[test]
+fn the_request_is_written_byte_for_byte_as_serde_json_prints_it() {
+    let req = json!({
+        "model": "gpt-4o", "max_tokens": 50, "temperature": 2, "stop": "END", "stream": true,
+        "user": "u\"1", "parallel_tool_calls": false,
+        "tool_choice": { "type": "function", "function": { "name": "get" } },
+        "tools": [
+            { "type": "function", "function": { "name": "get", "description": "Gets.",
+              "parameters": { "type": "object", "properties": { "b": {}, "a": {} } } } },
+            { "type": "function", "function": { "name": "put" } },
+        ],
+        "messages": [
+            { "role": "system", "content": "One." },
+            { "role": "developer", "content": [{ "type": "text", "text": "Two\n" }] },
+            { "role": "user", "content": [
+                { "type": "text", "text": "Look" },
+                { "type": "image_url", "image_url": { "url": "data:image/png;base64,AAAA" } },
+                { "type": "image_url", "image_url": { "url": "https://x.test/a.png" } },
+                { "type": "file", "file": { "file_data": "data:application/pdf;base64,BBBB" } },
+            ] },
+            { "role": "user", "content": "again" },
+            { "role": "assistant", "content": "Calling", "tool_calls": [
+                { "id": "c1", "type": "function",
+                  "function": { "name": "get", "arguments": "{\"z\":1,\"a\":[true,null]}" } },
+                { "id": "c2", "type": "function", "function": { "name": "put", "arguments": "[" } },
+            ] },
+            { "role": "tool", "tool_call_id": "c1", "content": "42" },
+            { "role": "tool", "tool_call_id": "c2", "content": [{ "type": "text", "text": "ok" }] },
+            { "role": "assistant", "content": "" },
+            { "role": "user", "content": "done?" },
+        ],
+    });
+    let body = request(&serde_json::to_vec(&req).unwrap(), 4096)
+        .unwrap()
+        .body;
+    assert_canonical(&body);
+    let mut req = req;
+    req["stop"] = json!(["a", " ", "b"]);
+    req["top_p"] = json!(0.5);
+    req["temperature"] = Value::Null;
+    req["tool_choice"] = json!("none");
+    req["messages"] =
+        json!([{ "role": "system", "content": "Only." }, { "role": "user", "content": "Hi" }]);
+    let body = request(&serde_json::to_vec(&req).unwrap(), 4096)
+        .unwrap()
+        .body;
+    assert_canonical(&body);
+    assert!(String::from_utf8_lossy(&body).contains(r#""system":"Only.""#));
+}
+
+#[test]
+fn answers_errors_and_stream_chunks_are_written_byte_for_byte_as_serde_json_prints_them() {
+    let answer = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude\t4",
+        "content": [
+            { "type": "text", "text": "Hi \"there\"" },
+            { "type": "tool_use", "id": "t1", "name": "get", "input": { "z": 1, "a": "x" } },
+        ],
+        "stop_reason": "tool_use",
+        "usage": { "input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 2 },
+    });
+    assert_canonical(&response(&serde_json::to_vec(&answer).unwrap()).unwrap());
+    let mut only_tools = answer.clone();
+    only_tools["content"] = json!([{ "type": "tool_use", "id": "t1", "name": "get" }]);
+    assert_canonical(&response(&serde_json::to_vec(&only_tools).unwrap()).unwrap());
+    let err =
+        json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Busy" } });
+    assert_canonical(&error(529, &serde_json::to_vec(&err).unwrap()));
+    assert_canonical(&error(418, b"<html>teapot</html>"));
+
+    let events = [
+        json!({ "type": "message_start", "message": { "id": "m", "model": "c",
+            "usage": { "input_tokens": 5, "output_tokens": 1 } } }),
+        json!({ "type": "content_block_start", "index": 0,
+            "content_block": { "type": "text", "text": "A" } }),
+        json!({ "type": "content_block_delta", "index": 0,
+            "delta": { "type": "text_delta", "text": "b\n" } }),
+        json!({ "type": "content_block_start", "index": 1,
+            "content_block": { "type": "tool_use", "id": "t", "name": "get", "input": {} } }),
+        json!({ "type": "content_block_delta", "index": 1,
+            "delta": { "type": "input_json_delta", "partial_json": "{\"a\":" } }),
+        json!({ "type": "message_delta", "delta": { "stop_reason": "tool_use" },
+            "usage": { "output_tokens": 9 } }),
+        json!({ "type": "message_stop" }),
+    ];
+    let mut input = Vec::new();
+    for e in &events {
+        input.extend_from_slice(format!("event: x\ndata: {e}\n\n").as_bytes());
+    }
+    let mut stream = Stream::new();
+    let mut out = Vec::new();
+    stream.feed(&input, &mut out);
+    let mut error_stream = Stream::new();
+    let failure = json!({ "type": "error", "error": { "type": "api_error", "message": "m" } });
+    error_stream.feed(format!("data: {failure}\n\n").as_bytes(), &mut out);
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.split("\n\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    for line in lines {
+        let data = line.strip_prefix("data: ").unwrap();
+        if data != "[DONE]" {
+            assert_canonical(data.as_bytes());
+        }
+    }
+}

@@ -13,8 +13,9 @@
 //! - [`to_openai`]: an Anthropic client served by an OpenAI upstream.
 //!
 //! Everything here is pure: bytes in, bytes out, no proxy types, never a panic. The JSON is
-//! read and written through `serde_json::Value`, which the filter links anyway, so the wasm
-//! pays for the mapping logic only.
+//! read into a `serde_json::Value`, which the filter links anyway, and written as text by
+//! one writer both directions share (`to_openai::json::W`), so the wasm pays for the
+//! mapping logic only.
 
 pub mod to_anthropic;
 pub mod to_openai;

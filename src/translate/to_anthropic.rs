@@ -36,15 +36,14 @@
 //! Every other unknown key is left out silently (Anthropic rejects unknown keys with a 400).
 
 mod answer;
-mod json;
 mod stream;
 
 pub use answer::{error, response};
 pub use stream::{Stream, EVENT_CAP};
 
-use json::{obj, parse, print, s};
 use serde_json::{Map, Value};
 
+use super::to_openai::json::{parse, W};
 use super::{Refused, Request};
 
 /// Keys dropped when present (any value but `null`).
@@ -67,6 +66,10 @@ const DROPPED: [&str; 13] = [
 type Obj = Map<String, Value>;
 
 /// Translates an OpenAI chat request into an Anthropic Messages request.
+///
+/// The body is written as JSON text with its keys in sorted order, as a `serde_json::Value`
+/// object prints them (the translation built one until it was written directly, which saved
+/// the tree's construction code in the wasm).
 pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused> {
     let Some(Value::Object(req)) = parse(body) else {
         return Err(Refused::NotJson);
@@ -85,59 +88,77 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
         dropped.push("function_call");
     }
     // `json_schema` was refused above; `text` is the default.
-    let format = req.get("response_format").and_then(|f| f.get("type"));
-    if format.and_then(Value::as_str) == Some("json_object") {
+    if response_format(&req) == Some("json_object") {
         dropped.push("response_format");
     }
-    let mut out = Obj::new();
-    if let Some(model) = req.get("model") {
-        out.insert("model".into(), model.clone());
-    }
-    let (system, turns) = messages_of(messages)?;
-    if !system.is_empty() {
-        out.insert("system".into(), system_value(system));
-    }
-    out.insert("messages".into(), Value::Array(turns));
-    let max = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| req.get(*k).and_then(Value::as_u64))
+    let mut w = W::with_capacity(body.len() + 128);
+    let max = (req.get("max_completion_tokens").and_then(Value::as_u64))
+        .or_else(|| req.get("max_tokens").and_then(Value::as_u64))
         .filter(|&m| m > 0)
         .unwrap_or(u64::from(default_max_tokens));
-    out.insert("max_tokens".into(), max.into());
+    w.raw("{").key("max_tokens").num(max);
+    w.key("messages").raw("[");
+    let system = messages_of(messages, &mut w)?;
+    w.raw("]");
+    if let Some(user) = req.get("user").and_then(Value::as_str) {
+        w.key("metadata").raw("{\"user_id\":").str(user).raw("}");
+    }
+    if let Some(model) = req.get("model") {
+        w.key("model").value(model);
+    }
+    // A single string is kept as it is; in an array, blank stops are left out.
+    let stop = req.get("stop");
+    let single = matches!(stop, Some(Value::String(_)));
+    let stops = match stop {
+        Some(s @ Value::String(_)) => std::slice::from_ref(s),
+        Some(Value::Array(a)) => a.as_slice(),
+        _ => &[],
+    };
+    let mut open = false;
+    for s in stops {
+        if single || s.as_str().is_some_and(|s| !s.trim().is_empty()) {
+            if !open {
+                w.key("stop_sequences").raw("[");
+                open = true;
+            }
+            w.sep().value(s);
+        }
+    }
+    if open {
+        w.raw("]");
+    }
+    let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
+    if stream {
+        w.key("stream").raw("true");
+    }
+    match system.as_slice() {
+        [] => {}
+        [one] => {
+            w.key("system").str(one);
+        }
+        all => {
+            w.key("system").raw("[");
+            for text in all {
+                text_block(&mut w, text);
+            }
+            w.raw("]");
+        }
+    }
     let temperature = req.get("temperature").and_then(Value::as_f64);
     if let Some(t) = temperature {
-        out.insert("temperature".into(), Value::from(t.clamp(0.0, 1.0)));
+        w.key("temperature").value(&Value::from(t.clamp(0.0, 1.0)));
     }
+    tools(&req, &mut w);
     if let Some(p) = req.get("top_p").filter(|v| v.is_number()) {
         if temperature.is_some() {
             dropped.push("top_p");
         } else {
-            out.insert("top_p".into(), p.clone());
+            w.key("top_p").value(p);
         }
     }
-    let stops: Vec<Value> = match req.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter(|s| s.as_str().is_some_and(|s| !s.trim().is_empty()))
-            .cloned()
-            .collect(),
-        _ => Vec::new(),
-    };
-    if !stops.is_empty() {
-        out.insert("stop_sequences".into(), Value::Array(stops));
-    }
-    let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-    }
-    if let Some(user) = req.get("user").and_then(Value::as_str) {
-        out.insert("metadata".into(), obj(&mut [("user_id", s(user))]));
-    }
-    tools(&req, &mut out);
-    let body = print(&Value::Object(out));
+    w.raw("}");
     Ok(Request {
-        body,
+        body: w.0,
         stream,
         dropped,
     })
@@ -148,6 +169,10 @@ fn present(req: &Obj, key: &str) -> bool {
     req.get(key).is_some_and(|v| !v.is_null())
 }
 
+fn response_format(req: &Obj) -> Option<&str> {
+    req.get("response_format")?.get("type")?.as_str()
+}
+
 fn refuse_unsupported(req: &Obj) -> Result<(), Refused> {
     if req.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(Refused::Unsupported("n > 1: Anthropic answers one choice"));
@@ -156,8 +181,7 @@ fn refuse_unsupported(req: &Obj) -> Result<(), Refused> {
     if req.get("logprobs").and_then(Value::as_bool) == Some(true) || top.is_some_and(|n| n > 0) {
         return Err(Refused::Unsupported("logprobs: Anthropic has none"));
     }
-    let format = req.get("response_format").and_then(|f| f.get("type"));
-    if format.and_then(Value::as_str) == Some("json_schema") {
+    if response_format(req) == Some("json_schema") {
         return Err(Refused::Unsupported(
             "response_format json_schema: Anthropic has no structured output mode",
         ));
@@ -168,98 +192,113 @@ fn refuse_unsupported(req: &Obj) -> Result<(), Refused> {
     Ok(())
 }
 
-/// `(system texts, Anthropic messages)`.
-fn messages_of(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Refused> {
+/// Writes the Anthropic messages (consecutive turns of one role merged, as Anthropic requires
+/// alternation) and returns the system texts.
+fn messages_of<'a>(messages: &'a [Value], w: &mut W) -> Result<Vec<&'a str>, Refused> {
     let mut system = Vec::new();
-    let mut turns: Vec<Value> = Vec::new();
+    let mut open: Option<&str> = None;
+    let mut blocks = W::with_capacity(256);
     for m in messages {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let content = m.get("content");
-        let (role, blocks) = match role {
+        blocks.0.clear();
+        let role = match role {
             "system" | "developer" => {
-                system.extend(text_blocks(content));
+                text_parts(content, &mut |t| system.push(t));
                 continue;
             }
-            "user" => ("user", user_blocks(content)?),
-            "assistant" => ("assistant", assistant_blocks(m, content)),
-            "tool" => ("user", vec![tool_result(m, content)]),
+            "user" => {
+                user_blocks(content, &mut blocks)?;
+                "user"
+            }
+            "assistant" => {
+                assistant_blocks(m, content, &mut blocks);
+                "assistant"
+            }
+            "tool" => {
+                tool_result(m, content, &mut blocks);
+                "user"
+            }
             _ => {
                 return Err(Refused::Unsupported(
                     "a message role Anthropic has no equivalent of",
                 ))
             }
         };
-        if blocks.is_empty() {
+        if blocks.0.is_empty() {
             // Anthropic rejects a message without content; OpenAI allows an empty string.
             continue;
         }
-        let last = turns
-            .last_mut()
-            .filter(|t| t.get("role").and_then(Value::as_str) == Some(role));
-        match last
-            .and_then(|t| t.get_mut("content"))
-            .and_then(Value::as_array_mut)
-        {
-            Some(content) => content.extend(blocks),
-            None => turns.push(obj(&mut [
-                ("role", s(role)),
-                ("content", Value::Array(blocks)),
-            ])),
+        if open != Some(role) {
+            close_turn(w, open);
+            w.sep().raw("{\"content\":[");
+            open = Some(role);
+        } else {
+            w.0.push(b',');
         }
+        w.0.extend_from_slice(&blocks.0);
     }
-    Ok((system, turns))
+    close_turn(w, open);
+    Ok(system)
 }
 
-/// One system text as a string, several as text blocks.
-fn system_value(mut blocks: Vec<Value>) -> Value {
-    if blocks.len() == 1 {
-        if let Some(text) = blocks.pop().as_mut().and_then(|b| b.get_mut("text")) {
-            return text.take();
-        }
+/// Ends the turn being written (`{"content":[..],"role":..}`).
+fn close_turn(w: &mut W, role: Option<&str>) {
+    if let Some(role) = role {
+        w.raw("],\"role\":").str(role).raw("}");
     }
-    Value::Array(blocks)
 }
 
-fn text_block(text: &str) -> Value {
-    obj(&mut [("type", s("text")), ("text", s(text))])
+fn text_block(w: &mut W, text: &str) {
+    w.sep()
+        .raw("{\"text\":")
+        .str(text)
+        .raw(",\"type\":\"text\"}");
+}
+
+/// The non-empty text of a string or of an array's `text` parts.
+fn text_parts<'a>(content: Option<&'a Value>, each: &mut dyn FnMut(&'a str)) {
+    match content {
+        Some(Value::String(s)) if !s.is_empty() => each(s),
+        Some(Value::Array(parts)) => {
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    if !t.is_empty() {
+                        each(t);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The non-empty text of a string or of an array's `text` parts, as text blocks.
-fn text_blocks(content: Option<&Value>) -> Vec<Value> {
-    match content {
-        Some(Value::String(s)) if !s.is_empty() => vec![text_block(s)],
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .filter(|t| !t.is_empty())
-            .map(text_block)
-            .collect(),
-        _ => Vec::new(),
-    }
+fn text_blocks(content: Option<&Value>, w: &mut W) {
+    text_parts(content, &mut |t| text_block(w, t));
 }
 
-fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, Refused> {
+fn user_blocks(content: Option<&Value>, w: &mut W) -> Result<(), Refused> {
     let Some(Value::Array(parts)) = content else {
-        return Ok(text_blocks(content));
+        text_blocks(content, w);
+        return Ok(());
     };
-    let mut blocks = Vec::with_capacity(parts.len());
     for part in parts {
         let field = |k: &str| part.get(k);
         match field("type").and_then(Value::as_str) {
             Some("text") => {
                 let text = field("text").and_then(Value::as_str).unwrap_or("");
                 if !text.is_empty() {
-                    blocks.push(text_block(text));
+                    text_block(w, text);
                 }
             }
             Some("image_url") => {
                 let url = field("image_url")
                     .and_then(|i| i.get("url"))
                     .and_then(Value::as_str);
-                blocks.push(obj(&mut [
-                    ("type", s("image")),
-                    ("source", source(url.unwrap_or(""))?),
-                ]));
+                w.sep().raw("{\"source\":");
+                source(url.unwrap_or(""), w)?;
+                w.raw(",\"type\":\"image\"}");
             }
             Some("file") => {
                 let data = field("file")
@@ -270,10 +309,9 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, Refused> {
                         "a file part by id: files live at OpenAI",
                     ));
                 };
-                blocks.push(obj(&mut [
-                    ("type", s("document")),
-                    ("source", source(data)?),
-                ]));
+                w.sep().raw("{\"source\":");
+                source(data, w)?;
+                w.raw(",\"type\":\"document\"}");
             }
             _ => {
                 return Err(Refused::Unsupported(
@@ -282,105 +320,106 @@ fn user_blocks(content: Option<&Value>) -> Result<Vec<Value>, Refused> {
             }
         }
     }
-    Ok(blocks)
+    Ok(())
 }
 
 /// An image or document source: a base64 `data:` URL or an `http(s)` URL.
-fn source(url: &str) -> Result<Value, Refused> {
+fn source(url: &str, w: &mut W) -> Result<(), Refused> {
     if let Some(rest) = url.strip_prefix("data:") {
         let Some((media_type, data)) = rest.split_once(";base64,") else {
             return Err(Refused::Unsupported("a data: URL that is not base64"));
         };
-        return Ok(obj(&mut [
-            ("type", s("base64")),
-            ("media_type", s(media_type)),
-            ("data", s(data)),
-        ]));
+        w.raw("{\"data\":")
+            .str(data)
+            .raw(",\"media_type\":")
+            .str(media_type)
+            .raw(",\"type\":\"base64\"}");
+        return Ok(());
     }
     if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(obj(&mut [("type", s("url")), ("url", s(url))]));
+        w.raw("{\"type\":\"url\",\"url\":").str(url).raw("}");
+        return Ok(());
     }
     Err(Refused::Unsupported(
         "an image URL that is neither data: nor http(s)",
     ))
 }
 
-fn assistant_blocks(m: &Value, content: Option<&Value>) -> Vec<Value> {
-    let mut blocks = text_blocks(content);
+fn assistant_blocks(m: &Value, content: Option<&Value>, w: &mut W) {
+    text_blocks(content, w);
     let calls = m.get("tool_calls").and_then(Value::as_array);
     for call in calls.into_iter().flatten() {
         let function = call.get("function");
         let field = |k: &str| function.and_then(|f| f.get(k)).and_then(Value::as_str);
-        let input = match serde_json::from_str::<Value>(field("arguments").unwrap_or("")) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => Value::Object(Obj::new()),
+        let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+        w.sep().raw("{\"id\":").str(id).raw(",\"input\":");
+        match serde_json::from_str::<Value>(field("arguments").unwrap_or("")) {
+            Ok(v @ Value::Object(_)) => w.value(&v),
+            _ => w.raw("{}"),
         };
-        blocks.push(obj(&mut [
-            ("type", s("tool_use")),
-            (
-                "id",
-                s(call.get("id").and_then(Value::as_str).unwrap_or("")),
-            ),
-            ("name", s(field("name").unwrap_or(""))),
-            ("input", input),
-        ]));
+        w.raw(",\"name\":")
+            .str(field("name").unwrap_or(""))
+            .raw(",\"type\":\"tool_use\"}");
     }
-    blocks
 }
 
-fn tool_result(m: &Value, content: Option<&Value>) -> Value {
+fn tool_result(m: &Value, content: Option<&Value>, w: &mut W) {
     let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
-    let content = match content {
-        Some(Value::String(s)) => Value::String(s.clone()),
-        c => Value::Array(text_blocks(c)),
-    };
-    obj(&mut [
-        ("type", s("tool_result")),
-        ("tool_use_id", s(id)),
-        ("content", content),
-    ])
-}
-
-/// `tools` and `tool_choice` (with `parallel_tool_calls: false`).
-fn tools(req: &Obj, out: &mut Obj) {
-    let defs = req.get("tools").and_then(Value::as_array);
-    let tools: Vec<Value> = defs
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.get("function"))
-        .map(|f| {
-            let mut tool = Obj::new();
-            tool.insert("name".into(), f.get("name").cloned().unwrap_or(Value::Null));
-            if let Some(d) = f.get("description").filter(|d| d.is_string()) {
-                tool.insert("description".into(), d.clone());
-            }
-            let schema = f.get("parameters").filter(|p| p.is_object()).cloned();
-            let schema = schema
-                .unwrap_or_else(|| obj(&mut [("type", s("object")), ("properties", obj(&mut []))]));
-            tool.insert("input_schema".into(), schema);
-            Value::Object(tool)
-        })
-        .collect();
-    if tools.is_empty() {
-        return;
-    }
-    out.insert("tools".into(), Value::Array(tools));
-    let kind = |k: &str| obj(&mut [("type", s(k))]);
-    let mut choice = match req.get("tool_choice") {
-        Some(Value::String(c)) if c == "none" => kind("none"),
-        Some(Value::String(c)) if c == "required" => kind("any"),
-        Some(Value::Object(c)) => match c.get("function").and_then(|f| f.get("name")) {
-            Some(name) => obj(&mut [("type", s("tool")), ("name", name.clone())]),
-            None => kind("auto"),
-        },
-        _ => kind("auto"),
-    };
-    let serial = req.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
-    let none = choice.get("type").and_then(Value::as_str) == Some("none");
-    if serial && !none {
-        if let Some(c) = choice.as_object_mut() {
-            c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+    w.sep().raw("{\"content\":");
+    match content {
+        Some(Value::String(s)) => {
+            w.str(s);
+        }
+        c => {
+            w.raw("[");
+            text_blocks(c, w);
+            w.raw("]");
         }
     }
-    out.insert("tool_choice".into(), choice);
+    w.raw(",\"tool_use_id\":")
+        .str(id)
+        .raw(",\"type\":\"tool_result\"}");
+}
+
+/// `tool_choice` and `tools` (with `parallel_tool_calls: false`), in that order.
+fn tools(req: &Obj, w: &mut W) {
+    let defs = req.get("tools").and_then(Value::as_array);
+    let defs = defs.map_or(&[][..], Vec::as_slice);
+    if !defs.iter().any(|t| t.get("function").is_some()) {
+        return;
+    }
+    let serial = req.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
+    w.key("tool_choice").raw("{");
+    let (kind, name) = match req.get("tool_choice") {
+        Some(Value::String(c)) if c == "none" => ("none", None),
+        Some(Value::String(c)) if c == "required" => ("any", None),
+        Some(Value::Object(c)) => match c.get("function").and_then(|f| f.get("name")) {
+            Some(name) => ("tool", Some(name)),
+            None => ("auto", None),
+        },
+        _ => ("auto", None),
+    };
+    if serial && kind != "none" {
+        w.key("disable_parallel_tool_use").raw("true");
+    }
+    if let Some(name) = name {
+        w.key("name").value(name);
+    }
+    w.key("type").str(kind).raw("}");
+    w.key("tools").raw("[");
+    for f in defs.iter().filter_map(|t| t.get("function")) {
+        w.sep().raw("{");
+        if let Some(d) = f.get("description").filter(|d| d.is_string()) {
+            w.key("description").value(d);
+        }
+        w.key("input_schema");
+        match f.get("parameters").filter(|p| p.is_object()) {
+            Some(schema) => w.value(schema),
+            None => w.raw("{\"properties\":{},\"type\":\"object\"}"),
+        };
+        w.key("name")
+            .value(f.get("name").unwrap_or(&Value::Null))
+            .raw("}");
+    }
+    w.raw("]");
 }

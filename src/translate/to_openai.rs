@@ -50,7 +50,7 @@
 //! message: OpenAI answers after it rather than continuing it.
 
 mod answer;
-mod json;
+pub(super) mod json;
 mod stream;
 mod tools;
 
@@ -158,14 +158,7 @@ pub fn request(body: &[u8]) -> Result<Request, Refused> {
     }
     for key in ["top_k", "service_tier"] {
         if req.get(key).is_some_and(|v| !v.is_null()) {
-            note(
-                &mut dropped,
-                if key == "top_k" {
-                    "top_k"
-                } else {
-                    "service_tier"
-                },
-            );
+            note(&mut dropped, key);
         }
     }
 
@@ -335,12 +328,8 @@ fn assistant_turn(
             let (Some(id), Some(name)) = (str_of(b, "id"), str_of(b, "name")) else {
                 return Err(Refused::NotJson);
             };
-            let mut args = W::with_capacity(64);
-            match b.get("input") {
-                Some(input) => args.value(input),
-                None => args.raw("{}"),
-            };
-            let args = String::from_utf8_lossy(&args.0);
+            // `Value`'s printing is the writer's (`W::value` writes what it prints).
+            let args = b.get("input").map_or_else(|| "{}".into(), Value::to_string);
             w.sep().raw(r#"{"id":"#).str(id);
             w.raw(r#","type":"function","function":{"name":"#).str(name);
             w.raw(r#","arguments":"#).str(&args).raw("}}");

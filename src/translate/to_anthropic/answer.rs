@@ -16,9 +16,12 @@
 //! `created` is 0: the translation is pure (no clock) and Anthropic's answer carries no time;
 //! the OpenAI SDK requires an integer, not a meaningful one.
 
-use serde_json::{Map, Value};
+//! Everything is written as JSON text with its keys in sorted order, as a `serde_json::Value`
+//! object prints them.
 
-use super::json::{obj, parse, print, s};
+use serde_json::Value;
+
+use crate::translate::to_openai::json::{parse, W};
 
 /// The longest message taken from an error body that is not JSON.
 const MESSAGE_CAP: usize = 512;
@@ -32,31 +35,22 @@ pub fn response(body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut text = String::new();
-    let mut calls = Vec::new();
+    let mut calls = W::with_capacity(0);
     for block in content {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(str_of(block, "text")),
-            Some("tool_use") => calls.push(tool_call(
+            Some("tool_use") => tool_call(
+                &mut calls,
                 str_of(block, "id"),
                 str_of(block, "name"),
-                block
+                &block
                     .get("input")
                     .map_or_else(|| "{}".into(), Value::to_string),
-            )),
+                None,
+            ),
             // Thinking and server-tool blocks have no place in a chat completion.
             _ => {}
         }
-    }
-    let mut message = Map::new();
-    message.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() && !calls.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text)
-    };
-    message.insert("content".into(), content);
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
     }
     let usage = msg.get("usage");
     let count = |k: &str| {
@@ -69,25 +63,34 @@ pub fn response(body: &[u8]) -> Option<Vec<u8>> {
         .saturating_add(count("cache_creation_input_tokens"))
         .saturating_add(count("cache_read_input_tokens"));
     let finish = finish_reason(msg.get("stop_reason").and_then(Value::as_str));
-    let choice = obj(&mut [
-        ("index", Value::from(0)),
-        ("message", Value::Object(message)),
-        ("finish_reason", s(finish)),
-        ("logprobs", Value::Null),
-    ]);
-    let usage = usage_value(
+    let mut w = W::with_capacity(body.len() + 256);
+    w.raw("{\"choices\":[{\"finish_reason\":")
+        .str(finish)
+        .raw(",\"index\":0,\"logprobs\":null,\"message\":{\"content\":");
+    if text.is_empty() && !calls.0.is_empty() {
+        w.raw("null");
+    } else {
+        w.str(&text);
+    }
+    w.raw(",\"role\":\"assistant\"");
+    if !calls.0.is_empty() {
+        w.raw(",\"tool_calls\":[");
+        w.0.extend_from_slice(&calls.0);
+        w.raw("]");
+    }
+    w.raw("}}],\"created\":0,\"id\":")
+        .str(str_of(&msg, "id"))
+        .raw(",\"model\":")
+        .str(str_of(&msg, "model"))
+        .raw(",\"object\":\"chat.completion\",\"usage\":");
+    usage_value(
+        &mut w,
         prompt,
         count("output_tokens"),
         count("cache_read_input_tokens"),
     );
-    Some(print(&obj(&mut [
-        ("id", s(str_of(&msg, "id"))),
-        ("object", s("chat.completion")),
-        ("created", Value::from(0)),
-        ("model", s(str_of(&msg, "model"))),
-        ("choices", Value::Array(vec![choice])),
-        ("usage", usage),
-    ])))
+    w.raw("}");
+    Some(w.0)
 }
 
 /// The string at `key`, `""` when absent.
@@ -95,27 +98,33 @@ pub(super) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// An OpenAI tool call (the full one, or a stream's first delta with `arguments` empty).
-pub(super) fn tool_call(id: &str, name: &str, arguments: String) -> Value {
-    let function = obj(&mut [("name", s(name)), ("arguments", Value::String(arguments))]);
-    obj(&mut [
-        ("id", s(id)),
-        ("type", s("function")),
-        ("function", function),
-    ])
+/// An OpenAI tool call (the full one, or a stream's first delta with `arguments` empty and
+/// its `index`).
+pub(super) fn tool_call(w: &mut W, id: &str, name: &str, arguments: &str, index: Option<u64>) {
+    w.sep()
+        .raw("{\"function\":{\"arguments\":")
+        .str(arguments)
+        .raw(",\"name\":")
+        .str(name)
+        .raw("},\"id\":")
+        .str(id);
+    if let Some(index) = index {
+        w.raw(",\"index\":").num(index);
+    }
+    w.raw(",\"type\":\"function\"}");
 }
 
 /// OpenAI's `usage`: input (cached input included, as OpenAI counts it) and output tokens.
-pub(super) fn usage_value(prompt: u64, completion: u64, cached: u64) -> Value {
-    obj(&mut [
-        ("prompt_tokens", prompt.into()),
-        ("completion_tokens", completion.into()),
-        ("total_tokens", prompt.saturating_add(completion).into()),
-        (
-            "prompt_tokens_details",
-            obj(&mut [("cached_tokens", cached.into())]),
-        ),
-    ])
+pub(super) fn usage_value(w: &mut W, prompt: u64, completion: u64, cached: u64) {
+    w.raw("{\"completion_tokens\":")
+        .num(completion)
+        .raw(",\"prompt_tokens\":")
+        .num(prompt)
+        .raw(",\"prompt_tokens_details\":{\"cached_tokens\":")
+        .num(cached)
+        .raw("},\"total_tokens\":")
+        .num(prompt.saturating_add(completion))
+        .raw("}");
 }
 
 /// Anthropic's `stop_reason` as OpenAI's `finish_reason`.
@@ -135,15 +144,16 @@ pub fn error(status: u16, body: &[u8]) -> Vec<u8> {
     let parsed = parse(body);
     let err = parsed.as_ref().and_then(|v| v.get("error"));
     let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str);
-    let message = match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
-        Some(m) => m.to_string(),
-        None => fallback_message(status, body),
-    };
-    print(&error_value(status, kind, &message))
+    let mut w = W::with_capacity(128);
+    match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
+        Some(m) => error_value(&mut w, status, kind, m),
+        None => error_value(&mut w, status, kind, &fallback_message(status, body)),
+    }
+    w.0
 }
 
 /// `{"error":{..}}` for an Anthropic error of type `kind` (`None` when unknown).
-pub(super) fn error_value(status: u16, kind: Option<&str>, message: &str) -> Value {
+pub(super) fn error_value(w: &mut W, status: u16, kind: Option<&str>, message: &str) {
     let (openai_type, code) = match kind {
         Some("authentication_error") => ("invalid_request_error", Some("invalid_api_key")),
         Some("rate_limit_error") => ("rate_limit_exceeded", Some("rate_limit_exceeded")),
@@ -159,22 +169,24 @@ pub(super) fn error_value(status: u16, kind: Option<&str>, message: &str) -> Val
         k if status >= 500 => ("server_error", k),
         k => ("invalid_request_error", k),
     };
-    let error = obj(&mut [
-        ("message", s(message)),
-        ("type", s(openai_type)),
-        ("param", Value::Null),
-        ("code", code.map_or(Value::Null, s)),
-    ]);
-    obj(&mut [("error", error)])
+    w.raw("{\"error\":{\"code\":");
+    match code {
+        Some(code) => w.str(code),
+        None => w.raw("null"),
+    };
+    w.raw(",\"message\":")
+        .str(message)
+        .raw(",\"param\":null,\"type\":")
+        .str(openai_type)
+        .raw("}}");
 }
-
 /// The message for an error body that is not Anthropic's: its text, bounded, or the status.
 fn fallback_message(status: u16, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
         let mut m = String::from("upstream answered HTTP ");
-        m.push_str(&status.to_string());
+        m.push_str(&u64::from(status).to_string());
         return m;
     }
     let mut end = text.len().min(MESSAGE_CAP);

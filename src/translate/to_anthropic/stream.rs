@@ -25,8 +25,9 @@
 
 use serde_json::Value;
 
+use crate::translate::to_openai::json::{parse, W};
+
 use super::answer::{error_value, finish_reason, str_of, tool_call, usage_value};
-use super::json::{obj, parse, s};
 use crate::sse::{Frame, Framer};
 
 /// Largest event held while it is assembled.
@@ -108,16 +109,14 @@ impl State {
                 let usage = msg.get("usage");
                 let count = |k| usage.and_then(|u| u.get(k)).and_then(Value::as_u64);
                 self.cached_tokens = count("cache_read_input_tokens").unwrap_or(0);
-                self.input_tokens = ["input_tokens", "cache_creation_input_tokens"]
-                    .into_iter()
-                    .filter_map(count)
-                    .fold(self.cached_tokens, u64::saturating_add);
+                self.input_tokens = self
+                    .cached_tokens
+                    .saturating_add(count("input_tokens").unwrap_or(0))
+                    .saturating_add(count("cache_creation_input_tokens").unwrap_or(0));
                 self.output_tokens = count("output_tokens").unwrap_or(0);
-                self.chunk(
-                    out,
-                    obj(&mut [("role", s("assistant")), ("content", s(""))]),
-                    None,
-                );
+                let mut delta = W::with_capacity(40);
+                delta.raw("{\"content\":\"\",\"role\":\"assistant\"}");
+                self.chunk(out, &delta, None);
             }
             "content_block_start" => {
                 let block = field("content_block");
@@ -127,12 +126,10 @@ impl State {
                         let index = self.tool_calls;
                         self.tool_calls = index.saturating_add(1);
                         self.open_tool = Some(index);
-                        let mut call =
-                            tool_call(str_of(block, "id"), str_of(block, "name"), String::new());
-                        if let Some(c) = call.as_object_mut() {
-                            c.insert("index".into(), index.into());
-                        }
-                        self.tool_chunk(out, call);
+                        let mut call = W::with_capacity(96);
+                        let (id, name) = (str_of(block, "id"), str_of(block, "name"));
+                        tool_call(&mut call, id, name, "", Some(index));
+                        self.tool_chunk(out, &call);
                     }
                     "text" => self.text(out, str_of(block, "text")),
                     _ => {}
@@ -145,9 +142,13 @@ impl State {
                     ("input_json_delta", Some(index)) => {
                         let arguments = str_of(delta, "partial_json");
                         if !arguments.is_empty() {
-                            let function = obj(&mut [("arguments", s(arguments))]);
-                            let call = obj(&mut [("index", index.into()), ("function", function)]);
-                            self.tool_chunk(out, call);
+                            let mut call = W::with_capacity(arguments.len() + 48);
+                            call.raw("{\"function\":{\"arguments\":")
+                                .str(arguments)
+                                .raw("},\"index\":")
+                                .num(index)
+                                .raw("}");
+                            self.tool_chunk(out, &call);
                         }
                     }
                     _ => {}
@@ -160,16 +161,24 @@ impl State {
                     self.output_tokens = n;
                 }
                 if let Some(stop) = field("delta").get("stop_reason").and_then(Value::as_str) {
-                    self.chunk(out, obj(&mut []), Some(finish_reason(Some(stop))));
+                    let mut delta = W::with_capacity(2);
+                    delta.raw("{}");
+                    self.chunk(out, &delta, Some(finish_reason(Some(stop))));
                 }
             }
             "message_stop" => {
-                let usage = usage_value(self.input_tokens, self.output_tokens, self.cached_tokens);
-                let mut chunk = self.envelope(Value::Array(Vec::new()));
-                if let Some(c) = chunk.as_object_mut() {
-                    c.insert("usage".into(), usage);
-                }
-                data_line(out, &chunk);
+                let mut w = W::with_capacity(256);
+                self.envelope(&mut w, b"[]");
+                w.0.pop();
+                w.raw(",\"usage\":");
+                usage_value(
+                    &mut w,
+                    self.input_tokens,
+                    self.output_tokens,
+                    self.cached_tokens,
+                );
+                w.raw("}");
+                data_line(out, &w);
                 out.extend_from_slice(b"data: [DONE]\n\n");
             }
             "error" => {
@@ -184,35 +193,46 @@ impl State {
 
     fn text(&self, out: &mut Vec<u8>, text: &str) {
         if !text.is_empty() {
-            self.chunk(out, obj(&mut [("content", s(text))]), None);
+            let mut delta = W::with_capacity(text.len() + 16);
+            delta.raw("{\"content\":").str(text).raw("}");
+            self.chunk(out, &delta, None);
         }
     }
 
     /// A chunk whose delta is one tool call.
-    fn tool_chunk(&self, out: &mut Vec<u8>, call: Value) {
-        let delta = obj(&mut [("tool_calls", Value::Array(vec![call]))]);
-        self.chunk(out, delta, None);
+    fn tool_chunk(&self, out: &mut Vec<u8>, call: &W) {
+        let mut delta = W::with_capacity(call.0.len() + 16);
+        delta.raw("{\"tool_calls\":[");
+        delta.0.extend_from_slice(&call.0);
+        delta.raw("]}");
+        self.chunk(out, &delta, None);
     }
 
     /// One chunk with one choice.
-    fn chunk(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let choice = obj(&mut [
-            ("index", Value::from(0)),
-            ("delta", delta),
-            ("logprobs", Value::Null),
-            ("finish_reason", finish.map_or(Value::Null, s)),
-        ]);
-        data_line(out, &self.envelope(Value::Array(vec![choice])));
+    fn chunk(&self, out: &mut Vec<u8>, delta: &W, finish: Option<&str>) {
+        let mut choice = W::with_capacity(delta.0.len() + 64);
+        choice.raw("[{\"delta\":");
+        choice.0.extend_from_slice(&delta.0);
+        choice.raw(",\"finish_reason\":");
+        match finish {
+            Some(f) => choice.str(f),
+            None => choice.raw("null"),
+        };
+        choice.raw(",\"index\":0,\"logprobs\":null}]");
+        let mut w = W::with_capacity(choice.0.len() + 128);
+        self.envelope(&mut w, &choice.0);
+        data_line(out, &w);
     }
 
-    fn envelope(&self, choices: Value) -> Value {
-        obj(&mut [
-            ("id", s(&self.id)),
-            ("object", s("chat.completion.chunk")),
-            ("created", Value::from(0)),
-            ("model", s(&self.model)),
-            ("choices", choices),
-        ])
+    /// `{"choices":..,"created":0,"id":..,"model":..,"object":"chat.completion.chunk"}`.
+    fn envelope(&self, w: &mut W, choices: &[u8]) {
+        w.raw("{\"choices\":");
+        w.0.extend_from_slice(choices);
+        w.raw(",\"created\":0,\"id\":")
+            .str(&self.id)
+            .raw(",\"model\":")
+            .str(&self.model)
+            .raw(",\"object\":\"chat.completion.chunk\"}");
     }
 
     /// Sends OpenAI's stream error (a chunk with a top-level `error`) and stops translating.
@@ -220,13 +240,15 @@ impl State {
         if !self.failed {
             self.failed = true;
             // 500: an error inside a stream has no status of its own.
-            data_line(out, &error_value(500, kind, message));
+            let mut w = W::with_capacity(message.len() + 96);
+            error_value(&mut w, 500, kind, message);
+            data_line(out, &w);
         }
     }
 }
 
-fn data_line(out: &mut Vec<u8>, v: &Value) {
+fn data_line(out: &mut Vec<u8>, w: &W) {
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(&w.0);
     out.extend_from_slice(b"\n\n");
 }

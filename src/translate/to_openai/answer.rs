@@ -18,7 +18,7 @@
 
 use serde_json::Value;
 
-use super::json::{parse, str_of, W};
+use super::json::{at, parse, str_of, W};
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
 pub(super) fn stop_reason(finish: &str) -> &'static str {
@@ -32,11 +32,11 @@ pub(super) fn stop_reason(finish: &str) -> &'static str {
 
 /// `(input_tokens, output_tokens, cache_read_input_tokens)` of an OpenAI `usage` object.
 pub(super) fn usage(u: &Value) -> (u64, u64, u64) {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    let cached = n("/prompt_tokens_details/cached_tokens");
+    let n = |p: &[&str]| at(u, p).and_then(Value::as_u64).unwrap_or(0);
+    let cached = n(&["prompt_tokens_details", "cached_tokens"]);
     (
-        n("/prompt_tokens").saturating_sub(cached),
-        n("/completion_tokens"),
+        n(&["prompt_tokens"]).saturating_sub(cached),
+        n(&["completion_tokens"]),
         cached,
     )
 }
@@ -116,7 +116,7 @@ pub fn error(status: u16, body: &[u8]) -> Vec<u8> {
     let parsed = parse(body);
     let found = parsed
         .as_ref()
-        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")))
+        .and_then(|v| at(v, &["error", "message"]).or_else(|| v.get("message")))
         .and_then(Value::as_str);
     let text = String::from_utf8_lossy(body.get(..512).unwrap_or(body));
     let mut w = W::with_capacity(128);

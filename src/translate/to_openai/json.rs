@@ -1,4 +1,5 @@
-//! JSON read and written for the translation with the least code in the wasm module.
+//! JSON read and written for the translation (both directions) with the least code in the
+//! wasm module.
 //!
 //! Bodies are parsed with `serde_json::from_str` into a `Value`, the same instance of the
 //! parser the configuration uses (`from_slice` would link a second one), and the translated
@@ -27,12 +28,14 @@ impl W {
         W(Vec::with_capacity(n))
     }
 
+    #[inline(never)]
     pub fn raw(&mut self, s: &str) -> &mut W {
         self.0.extend_from_slice(s.as_bytes());
         self
     }
 
     /// A comma unless the last byte opened an object or array.
+    #[inline(never)]
     pub fn sep(&mut self) -> &mut W {
         if !matches!(self.0.last(), None | Some(b'{' | b'[')) {
             self.0.push(b',');
@@ -41,16 +44,19 @@ impl W {
     }
 
     /// `,"key":` (the comma when needed); `key` needs no escaping.
+    #[inline(never)]
     pub fn key(&mut self, key: &str) -> &mut W {
         self.sep().raw("\"").raw(key).raw("\":")
     }
 
     /// `s` as a JSON string.
+    #[inline(never)]
     pub fn str(&mut self, s: &str) -> &mut W {
         let _ = serde_json::to_writer(&mut self.0, s);
         self
     }
 
+    #[inline(never)]
     pub fn num(&mut self, n: u64) -> &mut W {
         self.raw(&n.to_string())
     }
@@ -78,4 +84,19 @@ impl W {
             }
         }
     }
+}
+
+/// The value at `path` (object keys, or array indexes written in decimal), as
+/// `Value::pointer` finds it for a path of plain tokens, without its escape handling
+/// (`str::replace` and the pointer's parsing cost ~1 KB of the wasm module).
+pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut v = v;
+    for token in path {
+        v = match v {
+            Value::Object(map) => map.get(*token)?,
+            Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
 }

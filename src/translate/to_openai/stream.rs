@@ -27,7 +27,7 @@
 use serde_json::Value;
 
 use super::answer::{error_type, stop_reason, usage};
-use super::json::parse;
+use super::json::{at, parse, W};
 use crate::sse::{Frame, Framer};
 
 /// Largest event held while it is assembled.
@@ -137,7 +137,7 @@ impl State {
         }
         let text_of = |k: &str| chunk.get(k).and_then(Value::as_str).unwrap_or("");
         self.start(text_of("id"), text_of("model"), out);
-        if let Some(choice) = chunk.pointer("/choices/0") {
+        if let Some(choice) = at(&chunk, &["choices", "0"]) {
             if let Some(delta) = choice.get("delta") {
                 self.delta(delta, out);
             }
@@ -204,15 +204,15 @@ impl State {
                     self.close_block(out);
                     let i = self.open(|i| Block::Tool(at, i));
                     let id = call.get("id").and_then(Value::as_str).unwrap_or("");
-                    let start = [
-                        r#"{"type":"tool_use","id":"#,
-                        &quoted(id),
-                        r#","name":"#,
-                        &quoted(field("name")),
-                        r#","input":{}}"#,
-                    ]
-                    .concat();
-                    self.block_start(i, &start, out);
+                    let mut start = W::with_capacity(64);
+                    start
+                        .raw(r#"{"type":"tool_use","id":"#)
+                        .str(id)
+                        .raw(r#","name":"#)
+                        .str(field("name"))
+                        .raw(r#","input":{}}"#);
+                    // W writes UTF-8 only: the fallback is never taken.
+                    self.block_start(i, std::str::from_utf8(&start.0).unwrap_or("{}"), out);
                     i
                 }
             };
