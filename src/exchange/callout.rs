@@ -215,7 +215,10 @@ impl Exchange {
                 let (client, served) = pair;
                 let sse = is_stream(a.headers.get("content-type").as_deref());
                 match sse {
-                    true => reply.body = translate_stream(client, served, &reply.body),
+                    true => {
+                        let usage = self.client.usage_chunk.get();
+                        reply.body = translate_stream(client, served, usage, &reply.body);
+                    }
                     false => {
                         if let Some(b) = translate::response(client, served, &reply.body) {
                             reply.body = b;

@@ -210,6 +210,11 @@ struct Client {
     api: Option<crate::translate::Api>,
     /// Upstreams that cannot take this request in their format (skipped by routing).
     refused: Vec<UpstreamId>,
+    /// An OpenAI client asked for its stream's usage chunk ([`translate::Request::usage_chunk`],
+    /// known once its body is translated; a `Cell` because translating reads the exchange).
+    ///
+    /// [`translate::Request::usage_chunk`]: crate::translate::Request::usage_chunk
+    usage_chunk: std::cell::Cell<bool>,
 }
 
 /// The request body kept for a possible failover.

@@ -124,7 +124,10 @@ impl Exchange {
             first_token_ms: None,
             last_byte_ms: rt.host.now_ms(),
             client,
-            translator: xlate.and_then(|(c, u)| StreamTranslator::new(c, u)),
+            translator: xlate.and_then(|(c, u)| {
+                let usage = self.client.usage_chunk.get();
+                StreamTranslator::new(c, u).map(|t| t.with_usage_chunk(usage))
+            }),
             out: Vec::new(),
         };
         self.phase = Phase::Streaming(Box::new(stream));

@@ -108,6 +108,7 @@ impl Exchange {
                     Unsendable::Refused
                 })?;
                 metrics.translation(u, TranslationResult::Translated);
+                self.client.usage_chunk.set(t.usage_chunk);
                 if !t.dropped.is_empty() {
                     metrics.translation(u, TranslationResult::Dropped);
                     // Joined by hand: `join` would link its own copy of the joining code.
@@ -247,9 +248,15 @@ pub(super) fn label((client, served): (Api, Api)) -> String {
 }
 
 /// A whole SSE answer of `served`'s format in `client`'s.
-pub(super) fn translate_stream(client: Api, served: Api, bytes: &[u8]) -> Vec<u8> {
+pub(super) fn translate_stream(
+    client: Api,
+    served: Api,
+    usage_chunk: bool,
+    bytes: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
-    if let Some(mut t) = StreamTranslator::new(client, served) {
+    if let Some(t) = StreamTranslator::new(client, served) {
+        let mut t = t.with_usage_chunk(usage_chunk);
         t.feed(bytes, &mut out);
         t.finish(&mut out);
     }

@@ -236,7 +236,6 @@ fn parameters_without_an_equivalent_are_dropped_and_named() {
         ("frequency_penalty", json!(0.5)),
         ("seed", json!(7)),
         ("logit_bias", json!({ "50256": -100 })),
-        ("stream_options", json!({ "include_usage": true })),
         ("store", json!(true)),
         ("metadata", json!({ "k": "v" })),
         ("service_tier", json!("auto")),
@@ -798,4 +797,36 @@ fn answers_errors_and_stream_chunks_are_written_byte_for_byte_as_serde_json_prin
             assert_canonical(data.as_bytes());
         }
     }
+}
+
+#[test]
+fn include_usage_is_honoured_and_a_stream_ends_with_the_usage_chunk_only_when_asked() {
+    let mut req = chat(json!([{ "role": "user", "content": "Hi" }]));
+    req["stream"] = json!(true);
+    let body = serde_json::to_vec(&req).unwrap();
+    let plain = request(&body, 4096).unwrap();
+    assert!(!plain.usage_chunk, "not asked for");
+    req["stream_options"] = json!({ "include_usage": true });
+    let body = serde_json::to_vec(&req).unwrap();
+    let asked = request(&body, 4096).unwrap();
+    assert!(asked.usage_chunk);
+    assert!(
+        asked.dropped.is_empty(),
+        "honoured, not dropped: {:?}",
+        asked.dropped
+    );
+
+    // As OpenAI streams without include_usage: the finish_reason chunk, then [DONE].
+    let mut s = Stream::new();
+    s.usage_chunk(false);
+    let mut out = Vec::new();
+    s.feed(TEXT_STREAM.as_bytes(), &mut out);
+    let p = payloads(&out);
+    assert_eq!(p.len(), 5, "{p:?}");
+    assert_eq!(
+        p[3],
+        chunk("msg_1", "claude-sonnet-4-5", json!({}), json!("stop"))
+    );
+    assert_eq!(p[4], "[DONE]");
+    assert!(!String::from_utf8_lossy(&out).contains("\"usage\""));
 }

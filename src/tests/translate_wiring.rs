@@ -300,10 +300,15 @@ const ANTHROPIC_STREAM: [&str; 7] = [
 
 /// A rerouted, translated stream: the request to `anthropic` sent, its answer's headers in.
 fn translated_stream() -> Case {
+    translated_stream_of(
+        br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+}
+
+fn translated_stream_of(body: &[u8]) -> Case {
     let mut c = Case::new(XCFG);
     c.w.rt.stop_iteration.set(StopIteration::Denied);
     c.trip("openai");
-    let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     c.request(&[], false);
     let b = c.body(body, true);
     assert!(new_body(&b).is_some_and(|s| s.contains("\"stream\":true")));
@@ -335,6 +340,31 @@ fn a_translated_stream_is_judged_on_the_upstreams_events_and_each_chunk_is_repla
     assert_eq!(c.count("failures{anthropic,stream_truncated}"), 0);
     assert_eq!(c.count("first_token{anthropic}"), 1);
     assert_eq!(c.count("input_tokens{anthropic}"), 7);
+}
+
+/// The client's bytes of a whole translated stream.
+fn client_stream(c: &mut Case) -> String {
+    let mut client = String::new();
+    for (i, chunk) in ANTHROPIC_STREAM.iter().enumerate() {
+        let step = c.response_body(chunk.as_bytes(), i + 1 == ANTHROPIC_STREAM.len());
+        let out = replaced(&step).expect("every chunk is replaced");
+        client.push_str(std::str::from_utf8(out).expect("utf-8"));
+    }
+    client
+}
+
+#[test]
+fn a_translated_stream_ends_with_the_usage_chunk_only_when_the_openai_client_asked() {
+    let mut plain = translated_stream();
+    let out = client_stream(&mut plain);
+    assert!(!out.contains("\"usage\""), "not asked for: {out}");
+    assert!(out.trim_end().ends_with("data: [DONE]"), "{out}");
+
+    let asked = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut c = translated_stream_of(asked);
+    let out = client_stream(&mut c);
+    assert!(out.contains("\"choices\":[],"), "the usage chunk: {out}");
+    assert!(out.contains("\"prompt_tokens\":7"), "{out}");
 }
 
 #[test]

@@ -77,6 +77,10 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The request asks for a stream (`"stream": true`).
     pub stream: bool,
+    /// An OpenAI client asked for the stream's usage (`stream_options.include_usage`): its
+    /// translated stream ends with a usage chunk (`choices: []`), which it would otherwise
+    /// not expect (code that reads `choices[0]` of every chunk breaks on it).
+    pub usage_chunk: bool,
     /// Parameters the target cannot express that were dropped (for the log and a metric).
     pub dropped: Vec<&'static str>,
 }
@@ -109,6 +113,7 @@ pub fn request(client: Api, target: &Target<'_>, body: &[u8]) -> Result<Request,
         _ => Ok(Request {
             body: body.to_vec(),
             stream: false,
+            usage_chunk: false,
             dropped: Vec::new(),
         }),
     }
@@ -156,6 +161,16 @@ impl StreamTranslator {
             }
             _ => None,
         }
+    }
+
+    /// Whether an OpenAI client's stream ends with the usage chunk ([`Request::usage_chunk`];
+    /// on unless switched off here). No effect on an Anthropic client, whose usage always
+    /// travels in `message_start` and `message_delta`.
+    pub fn with_usage_chunk(mut self, on: bool) -> StreamTranslator {
+        if let Self::ToOpenAiClient(s) = &mut self {
+            s.usage_chunk(on);
+        }
+        self
     }
 
     /// Feeds the next chunk of the upstream's stream, appending the client's bytes for every

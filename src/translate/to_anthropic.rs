@@ -20,6 +20,7 @@
 //! | `top_p` | `top_p`, unless `temperature` is set too (current Claude models reject both: dropped) |
 //! | `stop` (string or array) | `stop_sequences` |
 //! | `stream`, `model` | kept (the model is rewritten later, by the fallback's rewrite) |
+//! | `stream_options.include_usage` | honoured: the translated stream ends with the usage chunk only then ([`Request::usage_chunk`]) |
 //! | `user` | `metadata.user_id` |
 //!
 //! Parameters with no equivalent:
@@ -31,7 +32,7 @@
 //! | `response_format` `json_schema` | refused | the client parses the answer against its schema; prose would break it |
 //! | `response_format` `json_object` | dropped | the prompt must already ask for JSON (OpenAI requires it), which Claude follows |
 //! | `audio`, `input_audio` parts, `file_id` parts | refused | no audio; files by id live at OpenAI |
-//! | `presence_penalty`, `frequency_penalty`, `seed`, `logit_bias`, `stream_options`, `store`, `metadata`, `service_tier`, `reasoning_effort`, `prediction`, `modalities`, `web_search_options`, `functions`, `function_call`, `top_p` beside `temperature` | dropped | sampling hints and bookkeeping: the answer stays valid without them |
+//! | `presence_penalty`, `frequency_penalty`, `seed`, `logit_bias`, `store`, `metadata`, `service_tier`, `reasoning_effort`, `prediction`, `modalities`, `web_search_options`, `functions`, `function_call`, `top_p` beside `temperature` | dropped | sampling hints and bookkeeping: the answer stays valid without them |
 //!
 //! Every other unknown key is left out silently (Anthropic rejects unknown keys with a 400).
 
@@ -47,12 +48,11 @@ use super::to_openai::json::{parse, W};
 use super::{Refused, Request};
 
 /// Keys dropped when present (any value but `null`).
-const DROPPED: [&str; 13] = [
+const DROPPED: [&str; 12] = [
     "presence_penalty",
     "frequency_penalty",
     "seed",
     "logit_bias",
-    "stream_options",
     "store",
     "metadata",
     "service_tier",
@@ -128,6 +128,12 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
         w.raw("]");
     }
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
+    let usage_chunk = stream
+        && req
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true);
     if stream {
         w.key("stream").raw("true");
     }
@@ -160,6 +166,7 @@ pub fn request(body: &[u8], default_max_tokens: u32) -> Result<Request, Refused>
     Ok(Request {
         body: w.0,
         stream,
+        usage_chunk,
         dropped,
     })
 }

@@ -165,6 +165,7 @@ pub fn request(body: &[u8]) -> Result<Request, Refused> {
     Ok(Request {
         body: w.0,
         stream,
+        usage_chunk: false,
         dropped,
     })
 }

@@ -8,14 +8,14 @@
 //! | `content_block_delta` `text_delta` | a `content` delta |
 //! | `content_block_delta` `input_json_delta` | a `tool_calls` delta of the block's call, `arguments` only |
 //! | `message_delta` with `stop_reason` | a chunk with `delta: {}` and `finish_reason` |
-//! | `message_stop` | the usage chunk (`choices: []`, input tokens from `message_start`), then `[DONE]` |
+//! | `message_stop` | the usage chunk (`choices: []`, input tokens from `message_start`) when the client asked for it, then `[DONE]` |
 //! | `error` | `{"error":{..}}` as OpenAI's SDK raises it; nothing is translated after it |
 //! | `ping`, `content_block_stop`, thinking deltas, unknown events | nothing |
 //! | an event past the framer's cap (other than `ping`) | an `error` (its tokens are lost, so the answer would be wrong) |
 //!
-//! The usage chunk is sent whether or not the client asked for `stream_options.include_usage`
-//! (the translator does not see the request); OpenAI's SDK yields it as a chunk without
-//! choices.
+//! The usage chunk is sent only when the client asked for `stream_options.include_usage`, as
+//! OpenAI does ([`Stream::usage_chunk`]; on by default, the exchange switches it off for a
+//! client that did not ask).
 //!
 //! [`Stream::finish`] adds nothing: a stream that ends without `message_stop` was cut, and
 //! the caller, which knows why, appends its own error event in the client's shape.
@@ -53,6 +53,8 @@ struct State {
     open_tool: Option<u64>,
     /// An error was sent: the client's SDK stops there.
     failed: bool,
+    /// No usage chunk before `[DONE]` (the client did not ask for one).
+    no_usage_chunk: bool,
 }
 
 impl Default for Stream {
@@ -67,6 +69,11 @@ impl Stream {
             framer: Framer::new(EVENT_CAP),
             state: State::default(),
         }
+    }
+
+    /// Whether the stream ends with the usage chunk (`stream_options.include_usage`).
+    pub fn usage_chunk(&mut self, on: bool) {
+        self.state.no_usage_chunk = !on;
     }
 
     /// Feeds the next chunk of the Anthropic stream, appending the OpenAI lines of every
@@ -165,6 +172,9 @@ impl State {
                     delta.raw("{}");
                     self.chunk(out, &delta, Some(finish_reason(Some(stop))));
                 }
+            }
+            "message_stop" if self.no_usage_chunk => {
+                out.extend_from_slice(b"data: [DONE]\n\n");
             }
             "message_stop" => {
                 let mut w = W::with_capacity(256);
