@@ -6,7 +6,9 @@
 //! no body: if Envoy holds body bytes it never showed the filter, stop-iteration is denied
 //! (for this VM); if it holds none, the client is slow and the request keeps waiting. A body
 //! over the limit is routed on the headers alone, or refused with a 413 when a fallback
-//! needs its model rewritten (a fallback never receives the wrong model).
+//! needs its model rewritten (a fallback never receives the wrong model). When Envoy's own
+//! buffer overflows first (one read can carry more than the limit), Envoy's bare 413 is
+//! answered by the filter's JSON one.
 
 use log::warn;
 
@@ -182,6 +184,44 @@ impl Exchange {
             self.phase = Phase::Refusing(reply);
         }
         step
+    }
+
+    /// Whether Envoy buffers (or buffered) this request's body for the filter: held to read
+    /// or rewrite `model`, read to be refused, or held until it outgrew `body_buffer_limit`.
+    pub(super) fn made_envoy_buffer_the_body(&self) -> bool {
+        match self.phase {
+            Phase::HeldForBody(_) | Phase::RewritingBody { .. } | Phase::Refusing(_) => true,
+            Phase::Sent(_) => self.client.over_limit_counted,
+            _ => false,
+        }
+    }
+
+    /// Envoy answered its bare 413 because a body it buffered for the filter outgrew its
+    /// buffer: one read from the client can carry more than the limit before the filter
+    /// sees it, and `per_connection_buffer_limit_bytes` may be below `body_buffer_limit`.
+    /// The request cannot go on (Envoy stopped reading it): the client gets the filter's
+    /// JSON 413 naming the limit instead, the request counts as over the limit, and the
+    /// upstream it was meant for gets its probe slot back.
+    pub(super) fn envoy_refused_the_body<H: Host>(&mut self, rt: &Runtime<H>) -> Step {
+        self.over_limit(rt);
+        let reply = match std::mem::replace(&mut self.phase, Phase::Answered) {
+            Phase::Refusing(reply) => reply,
+            Phase::HeldForBody(Held {
+                attempt: Some(a), ..
+            })
+            | Phase::RewritingBody { attempt: a, .. }
+            | Phase::Sent(a) => {
+                rt.release(a.upstream, a.ticket);
+                local::body_over_buffer(&rt.config)
+            }
+            _ => local::body_over_buffer(&rt.config),
+        };
+        log::info!(
+            "Envoy refused a request body over its buffer limit (per_connection_buffer_limit_bytes) \
+             while the filter held it: answered 413 (body_buffer_limit {} bytes)",
+            rt.config.body_buffer_limit
+        );
+        Step::pause().with(Effect::Reply(reply))
     }
 
     /// The timer fired for a request held at headers that has seen no body yet. Envoy has

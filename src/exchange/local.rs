@@ -34,16 +34,27 @@ pub fn all_open(config: &Config, now_ms: u64, retry_at_ms: u64) -> Reply {
 /// The reply to a request whose body the filter must rewrite for the only upstreams that
 /// could serve it, but cannot: over `body_buffer_limit`, or compressed.
 pub fn body_not_rewritable(config: &Config, why: &str) -> Reply {
+    too_large(format!(
+        "{why}: the fallback that can serve it needs its model rewritten, and the proxy \
+         rewrites uncompressed bodies of at most {} bytes (body_buffer_limit)",
+        config.body_buffer_limit
+    ))
+}
+
+/// The reply to a request whose body outgrew Envoy's buffer while the filter held it (to
+/// read or rewrite `model`): Envoy stopped reading it, so it cannot be routed at all.
+pub fn body_over_buffer(config: &Config) -> Reply {
+    too_large(format!(
+        "the request body is over the limit: the proxy holds at most {} bytes of a request \
+         body (body_buffer_limit, within Envoy's per_connection_buffer_limit_bytes) to route \
+         it on its model or rewrite it",
+        config.body_buffer_limit
+    ))
+}
+
+fn too_large(message: String) -> Reply {
     let body = serde_json::json!({
-        "error": {
-            "message": format!(
-                "{why}: the fallback that can serve it needs its model rewritten, and the \
-                 proxy rewrites uncompressed bodies of at most {} bytes (body_buffer_limit)",
-                config.body_buffer_limit
-            ),
-            "type": "request_too_large",
-            "code": "request_too_large"
-        }
+        "error": {"message": message, "type": "request_too_large", "code": "request_too_large"}
     })
     .to_string();
     Reply {

@@ -25,6 +25,10 @@ use crate::runtime::Runtime;
 use crate::sse::error_event;
 use crate::translate::{self, Api, StreamTranslator};
 
+/// Envoy's `response.code_details` on the bare 413 it answers when a request body it
+/// buffers outgrows its buffer limit.
+const ENVOY_BODY_TOO_LARGE: &str = "request_payload_too_large";
+
 /// The HTTP status of a header map.
 pub(super) fn status_of(headers: &dyn Headers) -> Option<u16> {
     headers.get(":status").and_then(|s| s.parse().ok())
@@ -166,6 +170,12 @@ impl Exchange {
         info: &dyn StreamInfo,
         end_of_stream: bool,
     ) -> Step {
+        if status_of(headers) == Some(413)
+            && info.code_details().as_deref() == Some(ENVOY_BODY_TOO_LARGE)
+            && self.made_envoy_buffer_the_body()
+        {
+            return self.envoy_refused_the_body(rt);
+        }
         match std::mem::replace(&mut self.phase, Phase::Delivering) {
             Phase::Sent(a) => self.judge_served(rt, a, headers, info, Some(end_of_stream)),
             // An answer before the request was complete (an early upstream reply, or Envoy's

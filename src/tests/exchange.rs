@@ -659,6 +659,105 @@ fn a_compressed_body_never_reaches_a_fallback_that_must_rewrite_it() {
         .contains("compressed"));
 }
 
+fn envoys_413(c: &mut Case) -> Step {
+    let details = Some("request_payload_too_large".to_string());
+    c.response_info(
+        413,
+        &[],
+        Info {
+            details,
+            ..Info::default()
+        },
+    )
+}
+
+fn too_large_message(step: &Step) -> String {
+    let r = reply(step).expect("the filter answers");
+    assert_eq!(r.status, 413);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["error"]["type"], "request_too_large");
+    v["error"]["message"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn envoys_own_413_for_a_refused_upload_gives_way_to_the_filters_json_413() {
+    // One read from the client can overflow Envoy's buffer before the filter drops it.
+    let mut c = Case::new(MODEL_ROUTES);
+    c.trip("openai");
+    c.request(
+        &[("content-encoding", "gzip"), ("content-length", "40")],
+        false,
+    );
+    assert_eq!(c.ex.phase_name(), "refusing");
+    let envoys = envoys_413(&mut c);
+    assert_eq!(envoys.flow, Flow::Pause, "Envoy's bare answer is held");
+    assert!(
+        too_large_message(&envoys).contains("compressed"),
+        "the planned answer"
+    );
+    assert_eq!(c.ex.phase_name(), "answered");
+}
+
+#[test]
+fn envoys_other_answers_to_a_refused_upload_pass_unchanged() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.trip("openai");
+    c.request(
+        &[("content-encoding", "gzip"), ("content-length", "40")],
+        false,
+    );
+    let timeout = c.response(408, &[]);
+    assert_eq!(timeout.flow, Flow::Continue);
+    assert!(reply(&timeout).is_none(), "{timeout:?}");
+}
+
+#[test]
+fn a_held_body_that_overflows_envoys_buffer_gets_the_filters_413_and_frees_the_probe() {
+    // Envoy's buffer limit below body_buffer_limit: Envoy refuses first.
+    let mut c = limited(MODEL_ROUTES, 1 << 30);
+    c.trip("openai");
+    c.clock.set(T0 + 40_000);
+    assert_eq!(c.request(&[], false).flow, Flow::Pause);
+    let probes = |c: &Case| {
+        c.w.rt
+            .snapshot(c.id("openai"), T0 + 40_000)
+            .probes_in_flight
+    };
+    assert_eq!(probes(&c), 1, "the held request is the half-open probe");
+    let envoys = envoys_413(&mut c);
+    assert!(too_large_message(&envoys).contains("1073741824 bytes"));
+    assert_eq!(c.count("body_over_limit"), 1);
+    assert_eq!(probes(&c), 0, "the probe slot is free again");
+}
+
+#[test]
+fn envoys_413_after_a_held_body_went_on_its_header_route_is_the_filters_413() {
+    let mut c = limited(MODEL_ROUTES, 100);
+    c.request(&[], false);
+    assert_eq!(c.body(&[b' '; 160], false).flow, Flow::Continue);
+    assert_eq!(c.ex.phase_name(), "sent");
+    let envoys = envoys_413(&mut c);
+    assert!(too_large_message(&envoys).contains("100 bytes"));
+    assert!(response_header(&envoys, "x-ai-cb-served-by").is_none());
+    assert_eq!(c.count("body_over_limit"), 1, "counted once");
+}
+
+#[test]
+fn an_upstreams_own_413_passes_as_its_answer() {
+    let mut c = Case::new(MODEL_ROUTES);
+    c.request(&[], true);
+    let step = c.response_info(
+        413,
+        &[],
+        Info {
+            details: Some("via_upstream".to_string()),
+            ..Info::default()
+        },
+    );
+    assert!(reply(&step).is_none());
+    assert_eq!(response_header(&step, "x-ai-cb-served-by"), Some("openai"));
+}
+
 #[test]
 fn a_held_body_for_a_rewrite_that_outgrows_the_limit_is_refused_with_413() {
     let mut c = limited(MODEL_ROUTES, 100);
