@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::client::raw_http_paced;
+use common::sdk::{sdk_request, uploads};
 use common::*;
 use serde_json::{json, Value};
 
@@ -236,31 +237,132 @@ fn a_five_mib_request_routes_on_model_and_is_rewritten_within_the_shipped_limits
 
 #[test]
 fn a_body_over_the_limit_routes_on_headers_alone_or_gets_a_clear_413_never_envoys_bare_one() {
-    // Envoy's and the filter's default limits (1 MiB) and a 5 MiB request.
+    // Envoy's and the filter's default limits (1 MiB) and a 5 MiB request, several times:
+    // whether one read from the client overflows Envoy's buffer before the filter drops it
+    // depends on timing (about one upload in ten here).
     let (anthropic, mini, envoy) = rewrite_stack(json!({}), None);
     let url = format!("{}/v1/chat/completions", envoy.addr());
-    let r = http(
-        "POST",
-        &url,
-        &[],
-        big_chat("gpt-4o-mini-2", 5 << 20).as_bytes(),
-    );
-    assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(
-        r.json()["error"]["type"],
-        "request_too_large",
-        "{}",
-        r.text()
-    );
-    assert!(
-        r.text().contains("1048576 bytes"),
-        "names the limit: {}",
-        r.text()
-    );
+    let body = big_chat("gpt-4o-mini-2", 5 << 20);
+    const UPLOADS: usize = 12;
+    for i in 0..UPLOADS {
+        let r = http("POST", &url, &[], body.as_bytes());
+        assert_eq!(r.status, 413, "upload {i}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["type"],
+            "request_too_large",
+            "upload {i}: {}",
+            r.text()
+        );
+        assert!(
+            r.text().contains("1048576 bytes"),
+            "upload {i} names the limit: {}",
+            r.text()
+        );
+    }
+    // The official SDK reads it as an API error it can show.
+    let spec = json!({"api": "openai", "base_url": format!("http://{}/v1", envoy.addr()),
+                      "model": "gpt-4o-mini-2", "prompt_bytes": 5 << 20});
+    let out = sdk_request(&spec, Duration::from_secs(60));
+    assert_eq!(out["error"]["status"], 413, "{out}");
+    assert_eq!(out["error"]["body"]["type"], "request_too_large", "{out}");
     assert_eq!(anthropic.hits() + mini.hits(), 0);
     assert_eq!(
         envoy.metric("circuit_breaker_body_over_limit", &[]),
-        Some(1.0)
+        Some(UPLOADS as f64 + 1.0)
+    );
+}
+
+/// Chunked uploads of `bytes` (no `content-length`) through the SDKs' HTTP stack.
+fn chunked_uploads(envoy: &Envoy, bytes: usize, times: usize) -> Vec<Value> {
+    let spec = json!({"url": format!("http://{}/v1/chat/completions", envoy.addr()),
+                      "model": "gpt-4o-mini-2", "bytes": bytes, "chunked": true, "times": times});
+    uploads(&spec, Duration::from_secs(120))
+}
+
+#[test]
+fn a_chunked_upload_over_the_limit_held_for_model_routing_goes_on_its_header_route_or_gets_the_filters_413(
+) {
+    // Held to read `model`, no rewrite needed. When the filter sees the body over
+    // `body_buffer_limit` first, the request goes on its header route (openai). When one read
+    // overflows Envoy's buffer (also 1 MiB) first, Envoy has stopped reading the upload: the
+    // client gets the filter's JSON 413, never Envoy's bare one or a served-by that lies.
+    // Which comes first is timing; here it is mostly Envoy's buffer.
+    let openai = Mock::start("openai");
+    let mini = Mock::start("mini");
+    let cfg = json!({
+        "upstreams": [{"name": "openai"}, {"name": "mini"}],
+        "routes": [{"match": {"model": "gpt-4o-mini-2"}, "upstream": "mini"}, {"upstream": "openai"}]
+    });
+    let envoy = Envoy::builder()
+        .filter_config(cfg.to_string())
+        .clusters(&[("openai", openai.port()), ("mini", mini.port())])
+        .concurrency(1)
+        .start();
+    const TIMES: usize = 4;
+    let (mut refused, mut routed) = (0, 0);
+    for (i, r) in chunked_uploads(&envoy, 5 << 20, TIMES).iter().enumerate() {
+        if r["status"] == 200 {
+            routed += 1;
+            assert_eq!(
+                r["headers"]["x-ai-cb-served-by"], "openai",
+                "upload {i}: {r}"
+            );
+            let answer: Value =
+                serde_json::from_str(r["body"].as_str().unwrap_or("")).expect("JSON");
+            assert_eq!(
+                answer["model"], "gpt-4o-mini-2",
+                "the whole body arrived: {r}"
+            );
+            continue;
+        }
+        refused += 1;
+        assert_eq!(r["status"], 413, "upload {i}: {r}");
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(
+            body["error"]["type"], "request_too_large",
+            "upload {i}: {r}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("1048576 bytes"), "names the limit: {r}");
+        assert!(
+            r["headers"].get("x-ai-cb-served-by").is_none(),
+            "no upstream served it: {r}"
+        );
+    }
+    assert!(
+        refused > 0,
+        "Envoy's buffer overflowed in none of {TIMES} uploads"
+    );
+    assert_eq!(openai.hits(), routed);
+    assert_eq!(mini.hits(), 0);
+    assert_eq!(
+        envoy.metric("circuit_breaker_body_over_limit", &[]),
+        Some(TIMES as f64)
+    );
+    // A chunked upload within the limit is still routed on its model.
+    let small = chunked_uploads(&envoy, 1000, 1);
+    assert_eq!(small[0]["status"], 200, "{small:?}");
+    assert_eq!(small[0]["headers"]["x-ai-cb-served-by"], "mini");
+}
+
+#[test]
+fn a_chunked_upload_over_the_limit_for_a_rewriting_fallback_gets_the_filters_413() {
+    let (anthropic, mini, envoy) = rewrite_stack(json!({}), None);
+    const TIMES: usize = 4;
+    for (i, r) in chunked_uploads(&envoy, 5 << 20, TIMES).iter().enumerate() {
+        assert_eq!(r["status"], 413, "upload {i}: {r}");
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap_or("")).expect("JSON");
+        assert_eq!(
+            body["error"]["type"], "request_too_large",
+            "upload {i}: {r}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("needs its model rewritten"), "{r}");
+    }
+    assert_eq!(anthropic.hits() + mini.hits(), 0);
+    assert_eq!(
+        envoy.metric("circuit_breaker_body_over_limit", &[]),
+        Some(TIMES as f64)
     );
 }
 

@@ -8,7 +8,8 @@ it raised, the arrival time of each streamed content piece, and the response hea
     llm_client.py '{"api": "openai", "base_url": "http://127.0.0.1:10000/v1", "stream": true}'
 
 Spec keys: api (openai | anthropic), base_url, model, stream, include_usage, tools,
-max_tokens, timeout (seconds, default 10), prompt, system (a system prompt: a `system`
+max_tokens, timeout (seconds, default 10), prompt, prompt_bytes (a prompt of that many
+bytes, e.g. the size of an image: too large for a command line), system (a system prompt: a `system`
 message for OpenAI, the top-level `system` for Anthropic). Prints one JSON line and exits 0,
 whatever the SDK did (an exception is a result to report, not a failure of this script).
 
@@ -139,6 +140,8 @@ def anthropic_call(spec, out, started):
 
 
 def run(spec):
+    if spec.get("prompt_bytes"):
+        spec["prompt"] = "A" * spec["prompt_bytes"]
     out = {"ok": False, "pieces": [], "error": None}
     started = time.monotonic()
     try:

@@ -1,6 +1,6 @@
 //! The official OpenAI and Anthropic Python SDKs as clients: runs tests/clients/llm_client.py
-//! with the project venv's Python (`make sdk` installs the pinned SDKs there) and returns
-//! what the SDK reported, as JSON.
+//! (or tests/clients/upload.py, their HTTP stack alone) with the project venv's Python
+//! (`make sdk` installs the pinned SDKs there) and returns what the client reported, as JSON.
 
 use std::time::Duration;
 
@@ -23,10 +23,23 @@ pub fn sdk_requests(specs: &[Value], deadline: Duration) -> Vec<Value> {
     }
 }
 
+/// Runs tests/clients/upload.py (httpx2, the SDKs' HTTP stack) with `spec`: one large
+/// chat upload or several, with its length or chunked; one result per upload.
+pub fn uploads(spec: &Value, deadline: Duration) -> Vec<Value> {
+    match run_script("upload.py", spec, deadline, '[') {
+        Value::Array(results) => results,
+        other => panic!("the upload client answered {other}"),
+    }
+}
+
 fn run_client(spec: &Value, deadline: Duration, opening: char) -> Value {
+    run_script("llm_client.py", spec, deadline, opening)
+}
+
+fn run_script(name: &str, spec: &Value, deadline: Duration, opening: char) -> Value {
     let root = env!("CARGO_MANIFEST_DIR");
     let python = format!("{root}/.venv/bin/python");
-    let script = format!("{root}/tests/clients/llm_client.py");
+    let script = format!("{root}/tests/clients/{name}");
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(&script).arg(spec.to_string());
     let (_, out) = run_captured(cmd, deadline);
